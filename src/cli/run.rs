@@ -1,0 +1,195 @@
+//! `pedigree run WORKFLOW`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use tokio::sync::{mpsc, watch};
+
+use super::{CliError, Exit, Global, print_json};
+use crate::engine::events::{RunStatus, StepStatus};
+use crate::engine::run::{self as engine_run, RunOptions};
+use crate::engine::{key::short, lockfile, resolve, status};
+use crate::spec::{self, Override};
+use crate::workspace::{self, Workspace};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The workflow file (YAML).
+    pub workflow: PathBuf,
+    /// Override a param: `STEP.KEY=VALUE` or `params.NAME=VALUE` (repeatable).
+    #[arg(long = "set", value_name = "K=V")]
+    pub set: Vec<String>,
+    /// Steps to run at once (default: the number of cores).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Run only these steps and what they need (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub only: Vec<String>,
+    /// Run this step and everything downstream of it; upstream results must be cached.
+    #[arg(long, value_name = "STEP")]
+    pub from: Option<String>,
+    /// Rerun this step even if its key is cached (repeatable).
+    #[arg(long, value_name = "STEP")]
+    pub force: Vec<String>,
+    /// Rerun every step.
+    #[arg(long, conflicts_with = "force")]
+    pub force_all: bool,
+    /// Show what would run and why, without running anything.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// After a step fails, keep running the steps that do not depend on it.
+    #[arg(long)]
+    pub keep_going: bool,
+    /// Print one JSON object describing the run on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Load, validate and resolve a workflow for a workspace.
+pub(super) async fn load(
+    g: &Global,
+    workflow: &std::path::Path,
+    set: &[String],
+    create: bool,
+) -> Result<(Workspace, Arc<resolve::Resolved>), CliError> {
+    let overrides: Vec<Override> = set
+        .iter()
+        .map(|s| Override::parse(s).map_err(|m| CliError::invalid(format!("error: {m}"))))
+        .collect::<Result<_, _>>()?;
+    let (wf, dag) = spec::load(workflow, &overrides)?;
+    let root = workspace::find_root(g.workspace.as_deref())?;
+    let resolved = resolve::resolve(wf, dag, &root)?;
+    let ws = Workspace::open(&root, create).await?;
+    Ok((ws, Arc::new(resolved)))
+}
+
+pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
+    let (ws, resolved) = load(g, &args.workflow, &args.set, true).await?;
+    if args.dry_run {
+        return dry_run(&ws, &resolved, args.json).await;
+    }
+    let opts = RunOptions {
+        jobs: args.jobs.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2)
+        }),
+        only: args.only.clone(),
+        from: args.from.clone(),
+        force: args.force.clone(),
+        force_all: args.force_all,
+        keep_going: args.keep_going,
+        args_json: serde_json::to_string(&std::env::args().collect::<Vec<_>>()).unwrap_or_default(),
+    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let quiet = args.json;
+    let progress = super::progress::Progress::new(std::io::stderr().is_terminal(), quiet);
+    let printer = tokio::spawn(progress.drive(rx));
+    let signals = tokio::spawn(async move {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let term_fut = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term_fut => {}
+        }
+        let _ = cancel_tx.send(true);
+    });
+    let result = engine_run::run(&ws, resolved.clone(), &opts, tx, cancel_rx).await;
+    signals.abort();
+    let _ = printer.await;
+    let result = result?;
+
+    // A complete run updates the workflow's lock file.
+    if opts.only.is_empty() && opts.from.is_none() {
+        // Every input (in file order) that the run read.
+        let inputs: IndexMap<String, String> = resolved
+            .inputs
+            .keys()
+            .filter_map(|name| Some((name.clone(), result.inputs.get(name)?.clone())))
+            .collect();
+        if let Some(lock) = lockfile::from_run(&resolved, &result, inputs) {
+            let path = lockfile::path_for(&resolved.wf.source.path);
+            if let Err(e) = lock.write(&path) {
+                eprintln!(
+                    "warning: cannot write the lock file `{}`: {e}",
+                    path.display()
+                );
+            }
+        }
+    }
+    ws.db.close().await;
+
+    if args.json {
+        print_json(&result);
+    } else {
+        let count = |s: StepStatus| result.steps.iter().filter(|r| r.status == s).count();
+        println!(
+            "run {} {}: {} ran, {} cached, {} failed, {} skipped",
+            result.run_id,
+            result.status.as_str(),
+            count(StepStatus::Succeeded),
+            count(StepStatus::Cached),
+            count(StepStatus::Failed) + count(StepStatus::Interrupted),
+            count(StepStatus::Skipped),
+        );
+        for s in result
+            .steps
+            .iter()
+            .filter(|s| s.status == StepStatus::Failed)
+        {
+            if let Some(e) = &s.error {
+                eprintln!("error: step `{}` failed: {e}", s.name);
+            }
+            if let Some(id) = s.step_run_id {
+                eprintln!(
+                    "  = help: the full output is in `pedigree log {} {}` (step run {id})",
+                    result.run_id, s.name
+                );
+            }
+        }
+    }
+    Ok(match result.status {
+        RunStatus::Succeeded => Exit::Ok,
+        RunStatus::Failed => Exit::StepFailed,
+        RunStatus::Interrupted => Exit::Interrupted,
+    })
+}
+
+async fn dry_run(
+    ws: &Workspace,
+    resolved: &resolve::Resolved,
+    json: bool,
+) -> Result<Exit, CliError> {
+    let states = status::status(ws, resolved, false).await?;
+    if json {
+        print_json(&serde_json::json!({ "dry_run": true, "steps": states }));
+        return Ok(Exit::Ok);
+    }
+    let stale = states.iter().filter(|s| s.state == "stale").count();
+    println!(
+        "{}: {stale} of {} steps would run",
+        resolved.wf.name,
+        states.len()
+    );
+    for s in &states {
+        let key = s
+            .key
+            .as_deref()
+            .map(short)
+            .unwrap_or_else(|| "?".repeat(12));
+        let verb = if s.state == "fresh" { "cached" } else { "run" };
+        println!("  {verb:<6} {:<20} {key}  {}", s.name, s.reason);
+    }
+    Ok(Exit::Ok)
+}

@@ -1,0 +1,88 @@
+//! What the engine reports while it works. Progress lines, `--json` summaries and
+//! (later) the TUI are all consumers of these events.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StepStatus {
+    Succeeded,
+    Cached,
+    Failed,
+    Skipped,
+    Interrupted,
+}
+
+impl StepStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Cached => "cached",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    Succeeded,
+    Failed,
+    Interrupted,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The outcome of one step in a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepResult {
+    pub name: String,
+    pub status: StepStatus,
+    pub key: Option<String>,
+    pub reason: String,
+    pub outputs: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub step_run_id: Option<i64>,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunResult {
+    pub run_id: i64,
+    pub status: RunStatus,
+    pub steps: Vec<StepResult>,
+    /// Content hash of each workflow input the run read, by input name.
+    #[serde(skip)]
+    pub inputs: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Event {
+    RunStarted {
+        run_id: i64,
+        workflow: String,
+        steps: usize,
+    },
+    StepStarted {
+        name: String,
+        reason: String,
+    },
+    StepFinished(StepResult),
+    Warning(String),
+}

@@ -1,0 +1,492 @@
+//! Training GNN-R (and BPR-MF, the same trainer with no layers): BPR loss with
+//! one sampled negative per training pair, L2 on the batch's ego embeddings,
+//! Adam, per-epoch validation with full ranking and early stopping.
+//!
+//! How the work is split between burn and [`propagate`](super::propagate):
+//! burn holds the parameters (a [`GnnR`] module on the ndarray backend), computes
+//! the loss and its gradient with respect to the propagated embeddings and the
+//! L2 term on the autodiff device, and runs Adam. The propagation is a custom
+//! operation outside burn's tape: its forward gives the propagated embeddings
+//! (entered into the tape as a leaf), and after `backward` its own backward
+//! pass maps the leaf's gradient to the ego embeddings, θ and the biases, which
+//! join the L2 gradient in the `GradientsParams` handed to Adam. This is the
+//! chain rule of a custom autodiff op, joined at the boundary, without burn's
+//! backend-extension machinery (its custom backward needs a proc-macro backend
+//! extension with a hand-written `Autodiff<B, C>` implementation).
+//!
+//! Determinism: the random streams are [`Rng`] streams of the seed; the
+//! propagation is thread-count independent; burn's ndarray ops are deterministic
+//! for a given thread count. Same seed, data and threads: bit-identical weights.
+
+use std::time::Instant;
+
+use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
+use burn::tensor::activation::softplus;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::graph::{Graph, TRAIN, VALID};
+use super::metrics::{self, Metrics};
+use super::model::{self, Attention, GnnR, ModelMeta, TrainConfig};
+use super::propagate::{Adjacency, StackParams, stack_forward};
+use super::rng::Rng;
+
+/// The random stream of epoch shuffles and negative samples.
+const TRAIN_STREAM: u64 = 3;
+
+/// One epoch as the progress line and the metrics series see it.
+#[derive(Debug, Clone)]
+pub struct EpochReport {
+    pub epoch: usize,
+    pub loss: f64,
+    pub valid: Metrics,
+    pub seconds: f64,
+    pub best_epoch: usize,
+    pub best: f64,
+}
+
+pub struct Trained {
+    pub module: GnnR,
+    pub meta: ModelMeta,
+    pub history: Vec<EpochReport>,
+}
+
+/// The propagation graph: training user–item edges and item–category edges over
+/// all nodes (users, then items, then categories).
+pub fn adjacency(graph: &Graph, config: &TrainConfig) -> Adjacency {
+    let nu = graph.n_users() as u32;
+    let ni = graph.n_items() as u32;
+    let it = &graph.interactions;
+    let mut edges: Vec<(u32, u32, f32)> = (0..it.len())
+        .filter(|&k| it.split[k] == TRAIN)
+        .map(|k| {
+            let w = if config.edge_weights {
+                it.weight[k]
+            } else {
+                1.0
+            };
+            (it.user[k], nu + it.item[k], w)
+        })
+        .collect();
+    if config.category_weight > 0.0 {
+        edges.extend(
+            graph
+                .item_categories
+                .iter()
+                .map(|[i, c]| (nu + i, nu + ni + c, config.category_weight)),
+        );
+    }
+    Adjacency::from_edges(graph.n_nodes(), &edges)
+}
+
+fn stack_params(module: &GnnR, config: &TrainConfig) -> StackParams {
+    let d = config.dim;
+    StackParams {
+        theta: (config.attention == Attention::Dot).then(|| model::values(module.theta.val())),
+        bias: config.bias.then(|| {
+            model::values(module.bias.val())
+                .chunks(d)
+                .map(<[f32]>::to_vec)
+                .collect()
+        }),
+        activation: config.activation.into(),
+        layers: config.layers,
+    }
+}
+
+/// The final user and item embeddings ((users + items) × dim) of a module.
+pub fn propagate_output(
+    module: &GnnR,
+    adj: &Adjacency,
+    config: &TrainConfig,
+    scored: usize,
+) -> Vec<f32> {
+    let e0 = model::values(module.embedding.val());
+    let (mut out, _) = stack_forward(adj, &e0, config.dim, &stack_params(module, config));
+    out.truncate(scored * config.dim);
+    out
+}
+
+/// Validation metrics of propagated embeddings.
+pub fn validate(graph: &Graph, output: &[f32], d: usize, ks: &[usize]) -> Metrics {
+    let nu = graph.n_users();
+    let items = &output[nu * d..];
+    metrics::evaluate(
+        nu,
+        graph.n_items(),
+        |u, out| metrics::dot_scores(&output[u * d..(u + 1) * d], items, d, out),
+        &graph.items_by_user(TRAIN),
+        &graph.items_by_user(VALID),
+        ks,
+    )
+}
+
+/// Parses `ndcg@20` into the K it needs.
+fn metric_k(metric: &str) -> Result<usize, String> {
+    metric
+        .split_once('@')
+        .and_then(|(name, k)| {
+            ["recall", "ndcg", "hit", "mrr", "precision"]
+                .contains(&name)
+                .then(|| k.parse().ok())
+                .flatten()
+        })
+        .filter(|k| *k > 0)
+        .ok_or_else(|| {
+            format!("`metric: {metric}` is not a ranking metric like `ndcg@20` or `recall@10`")
+        })
+}
+
+pub fn train(
+    graph: &Graph,
+    config: &TrainConfig,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<Trained, String> {
+    let k = metric_k(&config.metric)?;
+    let ks: Vec<usize> = if k == 20 { vec![20] } else { vec![k, 20] };
+    let d = config.dim;
+    let (nu, ni) = (graph.n_users(), graph.n_items());
+    let n = graph.n_nodes();
+    let it = &graph.interactions;
+    let pairs: Vec<(u32, u32)> = (0..it.len())
+        .filter(|&k| it.split[k] == TRAIN)
+        .map(|k| (it.user[k], it.item[k]))
+        .collect();
+    if pairs.is_empty() || ni < 2 {
+        return Err(
+            "the graph has no training interactions (or fewer than two items); nothing to learn"
+                .into(),
+        );
+    }
+    let train_items = graph.items_by_user(TRAIN);
+    let adj = adjacency(graph, config);
+    let device = model::cpu().autodiff();
+    let inner = device.clone().inner();
+    let mut module = GnnR::init(n, nu + ni, config, &device);
+    let mut optim = AdamConfig::new().with_epsilon(1e-8).init();
+    let mut rng = Rng::derive(config.seed, TRAIN_STREAM);
+
+    let mut history = Vec::new();
+    let mut best: Option<(f64, usize, GnnR)> = None;
+    let mut order: Vec<usize> = (0..pairs.len()).collect();
+    for epoch in 0..config.epochs {
+        let start = Instant::now();
+        rng.shuffle(&mut order);
+        let negs: Vec<u32> = order
+            .iter()
+            .map(|&p| {
+                let seen = &train_items[pairs[p].0 as usize];
+                loop {
+                    let j = rng.below(ni) as u32;
+                    if seen.binary_search(&j).is_err() || seen.len() >= ni {
+                        break j;
+                    }
+                }
+            })
+            .collect();
+        let mut total = 0.0f64;
+        for (b, chunk) in order.chunks(config.batch).enumerate() {
+            let neg = &negs[b * config.batch..b * config.batch + chunk.len()];
+            let (m, loss) = step(
+                module, &mut optim, &adj, config, &device, &inner, &pairs, chunk, neg, nu, n,
+            );
+            module = m;
+            total += loss * chunk.len() as f64;
+        }
+        let seconds = start.elapsed().as_secs_f64();
+        let output = propagate_output(&module, &adj, config, nu + ni);
+        let valid = validate(graph, &output, d, &ks);
+        let value = valid.get(&config.metric).copied().unwrap_or(0.0);
+        let improved = best.as_ref().is_none_or(|(b, _, _)| value > *b);
+        if improved {
+            best = Some((value, epoch, module.clone()));
+        }
+        let (best_value, best_epoch) = best.as_ref().map(|(v, e, _)| (*v, *e)).unwrap_or_default();
+        let report = EpochReport {
+            epoch,
+            loss: total / pairs.len() as f64,
+            valid,
+            seconds,
+            best_epoch,
+            best: best_value,
+        };
+        on_epoch(&report);
+        history.push(report);
+        if config.patience > 0 && epoch - best_epoch >= config.patience {
+            break;
+        }
+    }
+    let (best_value, best_epoch, mut module) = match best {
+        Some(b) => b,
+        None => (0.0, 0, module),
+    };
+    let output = propagate_output(&module, &adj, config, nu + ni);
+    module.output = module
+        .output
+        .map(|_| Tensor::from_data(TensorData::new(output, [nu + ni, d]), &device));
+    let meta = ModelMeta {
+        format: model::FORMAT.into(),
+        version: model::VERSION,
+        config: config.clone(),
+        users: graph.users.clone(),
+        items: graph.items.clone(),
+        categories: graph.categories.clone(),
+        best_epoch,
+        epochs_run: history.len(),
+        best_valid: best_value,
+    };
+    Ok(Trained {
+        module,
+        meta,
+        history,
+    })
+}
+
+/// One optimisation step on one batch; returns the updated module and the batch loss.
+#[allow(clippy::too_many_arguments)]
+fn step(
+    module: GnnR,
+    optim: &mut ModuleOptimizer,
+    adj: &Adjacency,
+    config: &TrainConfig,
+    device: &Device,
+    inner: &Device,
+    pairs: &[(u32, u32)],
+    batch: &[usize],
+    neg: &[u32],
+    nu: usize,
+    n: usize,
+) -> (GnnR, f64) {
+    let d = config.dim;
+    let sp = stack_params(&module, config);
+    let emb = module.embedding.val();
+    let e0 = model::values(emb.clone().detach());
+    let (fin, cache) = stack_forward(adj, &e0, d, &sp);
+
+    let idx = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [batch.len()]), device);
+    let u = idx(batch.iter().map(|&p| pairs[p].0 as i64).collect());
+    let i = idx(batch
+        .iter()
+        .map(|&p| (nu + pairs[p].1 as usize) as i64)
+        .collect());
+    let j = idx(neg.iter().map(|&j| (nu + j as usize) as i64).collect());
+
+    // Propagated embeddings enter the tape as a leaf; its gradient goes through
+    // the propagation's own backward below.
+    let f = Tensor::<2>::from_data(TensorData::new(fin, [n, d]), device).require_grad();
+    let fu = f.clone().select(0, u.clone());
+    let fi = f.clone().select(0, i.clone());
+    let fj = f.clone().select(0, j.clone());
+    let pos = (fu.clone() * fi).sum_dim(1);
+    let negs = (fu * fj).sum_dim(1);
+    let bpr = softplus(negs - pos, 1.0).mean();
+    let sq = |t: Tensor<2>| (t.clone() * t).sum();
+    let l2 = (sq(emb.clone().select(0, u))
+        + sq(emb.clone().select(0, i))
+        + sq(emb.clone().select(0, j)))
+    .mul_scalar(config.reg * 0.5 / batch.len() as f64);
+    let loss = bpr + l2;
+    let loss_value = model::values(loss.clone().detach())[0] as f64;
+    let mut grads = loss.backward();
+
+    let d_final = model::values(f.grad_remove(&mut grads).expect("f is a tracked leaf"));
+    let sg = super::propagate::stack_backward(adj, cache, &d_final, d, &sp);
+    let g_emb = Tensor::<2>::from_data(TensorData::new(sg.e0, [n, d]), inner);
+    let g_emb = match emb.grad_remove(&mut grads) {
+        Some(g) => g + g_emb,
+        None => g_emb,
+    };
+    let mut gp = GradientsParams::new();
+    gp.register(module.embedding.id, g_emb);
+    if config.layers > 0 && config.attention == Attention::Dot {
+        let l = sg.theta.len();
+        gp.register(
+            module.theta.id,
+            Tensor::<1>::from_data(TensorData::new(sg.theta, [l]), inner),
+        );
+    }
+    if config.layers > 0 && config.bias {
+        let b: Vec<f32> = sg.bias.concat();
+        gp.register(
+            module.bias.id,
+            Tensor::<2>::from_data(TensorData::new(b, [config.layers, d]), inner),
+        );
+    }
+    (optim.step(config.lr, module, gp), loss_value)
+}
+
+/// Trains, then writes the model folder.
+pub fn train_and_save(
+    graph: &Graph,
+    config: &TrainConfig,
+    dir: &std::path::Path,
+    on_epoch: &mut dyn FnMut(&EpochReport),
+) -> Result<Vec<EpochReport>, String> {
+    let trained = train(graph, config, on_epoch)?;
+    model::save(dir, trained.module, &trained.meta).map_err(|e| e.to_string())?;
+    Ok(trained.history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gnn::graph::{BuildConfig, TEST};
+    use crate::gnn::input::Columns;
+
+    /// 48 users in 3 taste groups, 24 items in 3 matching groups (with a category
+    /// each); every user takes 5 items of their group and the one blockbuster
+    /// item 0, so popularity ranks the blockbuster and group 0 first for everyone.
+    fn planted() -> Graph {
+        let mut rng = Rng::new(9);
+        let (mut us, mut is) = (Vec::new(), Vec::new());
+        for u in 0..48usize {
+            let g = u % 3;
+            let mut items: Vec<usize> = (0..8).map(|k| g * 8 + k).collect();
+            rng.shuffle(&mut items);
+            for i in items.into_iter().take(6).chain([0]) {
+                us.push(Some(format!("u{u:02}")));
+                is.push(Some(format!("i{i:02}")));
+            }
+        }
+        let mut c = Columns {
+            names: vec!["user_id".into(), "item_id".into()],
+            rows: us.len(),
+            ..Columns::default()
+        };
+        c.data.insert("user_id".into(), us);
+        c.data.insert("item_id".into(), is);
+        let config = BuildConfig {
+            valid: 0.15,
+            test: 0.15,
+            seed: 5,
+            ..BuildConfig::default()
+        };
+        Graph::build(&c, None, &config).unwrap().0
+    }
+
+    fn small(attention: Attention) -> TrainConfig {
+        TrainConfig {
+            dim: 8,
+            layers: 2,
+            attention,
+            epochs: 25,
+            batch: 32,
+            lr: 0.02,
+            patience: 0,
+            metric: "ndcg@5".into(),
+            ..TrainConfig::default()
+        }
+    }
+
+    fn test_ndcg(g: &Graph, out: &[f32], d: usize) -> f64 {
+        let nu = g.n_users();
+        metrics::evaluate(
+            nu,
+            g.n_items(),
+            |u, o| metrics::dot_scores(&out[u * d..(u + 1) * d], &out[nu * d..], d, o),
+            &metrics::union(&g.items_by_user(TRAIN), &g.items_by_user(VALID)),
+            &g.items_by_user(TEST),
+            &[5],
+        )["ndcg@5"]
+    }
+
+    #[test]
+    fn learns_planted_preferences_above_popularity() {
+        let g = planted();
+        let pop = crate::gnn::baselines::popularity(&g);
+        let pop_ndcg = metrics::evaluate(
+            g.n_users(),
+            g.n_items(),
+            |_, o| o.copy_from_slice(&pop),
+            &metrics::union(&g.items_by_user(TRAIN), &g.items_by_user(VALID)),
+            &g.items_by_user(TEST),
+            &[5],
+        )["ndcg@5"];
+        for attention in [Attention::Dot, Attention::None] {
+            let cfg = small(attention);
+            let t = train(&g, &cfg, &mut |_| {}).unwrap();
+            let first = t.history.first().unwrap().loss;
+            let last = t.history.last().unwrap().loss;
+            assert!(last < first * 0.7, "{attention:?}: loss {first} → {last}");
+            let out = model::values(t.module.output.val());
+            let ndcg = test_ndcg(&g, &out, cfg.dim);
+            assert!(
+                ndcg > pop_ndcg + 0.15,
+                "{attention:?}: ndcg@5 {ndcg} vs popularity {pop_ndcg}"
+            );
+        }
+    }
+
+    #[test]
+    fn same_seed_gives_a_bit_identical_model_that_loads_back() {
+        let g = planted();
+        let mut cfg = small(Attention::Dot);
+        cfg.epochs = 3;
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        train_and_save(&g, &cfg, &a, &mut |_| {}).unwrap();
+        train_and_save(&g, &cfg, &b, &mut |_| {}).unwrap();
+        for f in ["weights.bpk", "model.json"] {
+            assert_eq!(
+                std::fs::read(a.join(f)).unwrap(),
+                std::fs::read(b.join(f)).unwrap(),
+                "{f}"
+            );
+        }
+        let loaded = model::load(&a, &model::cpu()).unwrap();
+        assert_eq!(loaded.meta.users, g.users);
+        let adj = adjacency(&g, &cfg);
+        let again = propagate_output(&loaded.module, &adj, &cfg, g.n_users() + g.n_items());
+        assert_eq!(loaded.output, again);
+        cfg.seed += 1;
+        let c = dir.path().join("c");
+        train_and_save(&g, &cfg, &c, &mut |_| {}).unwrap();
+        assert_ne!(
+            std::fs::read(a.join("weights.bpk")).unwrap(),
+            std::fs::read(c.join("weights.bpk")).unwrap()
+        );
+    }
+
+    #[test]
+    fn recommendations_are_unseen_items_explained_by_the_users_own_past() {
+        let g = planted();
+        let cfg = small(Attention::Dot);
+        let dir = tempfile::tempdir().unwrap();
+        train_and_save(&g, &cfg, dir.path(), &mut |_| {}).unwrap();
+        let m = model::load(dir.path(), &model::cpu()).unwrap();
+        let train_items = g.items_by_user(TRAIN);
+        for u in [0usize, 1, 2] {
+            let recs = crate::gnn::explain::recommend(&m, &g, u, 4, 3).unwrap();
+            assert_eq!(recs.len(), 4);
+            let seen: Vec<u32> = (0..g.interactions.len())
+                .filter(|&x| g.interactions.user[x] as usize == u)
+                .map(|x| g.interactions.item[x])
+                .collect();
+            // The planted group of user u is items 8·(u%3)..8·(u%3)+8 (item ids are i00..i23).
+            let group = |i: u32| g.items[i as usize][1..].parse::<usize>().unwrap() / 8;
+            assert_eq!(group(recs[0].item), u % 3, "user {u}: {recs:?}");
+            for r in &recs {
+                assert!(!seen.contains(&r.item), "user {u} already has {}", r.item);
+                assert!(!r.reasons.is_empty() && r.reasons.len() <= 3);
+                assert!(
+                    r.reasons
+                        .windows(2)
+                        .all(|w| w[0].contribution >= w[1].contribution)
+                );
+                for why in &r.reasons {
+                    assert!(train_items[u].contains(&why.item), "{why:?}");
+                    assert!(why.attention > 0.0);
+                }
+            }
+        }
+        // Without attention the weights are the degree normalisation, still positive.
+        let cfg = small(Attention::None);
+        let dir = tempfile::tempdir().unwrap();
+        train_and_save(&g, &cfg, dir.path(), &mut |_| {}).unwrap();
+        let m = model::load(dir.path(), &model::cpu()).unwrap();
+        let recs = crate::gnn::explain::recommend(&m, &g, 0, 2, 2).unwrap();
+        assert!(
+            recs.iter()
+                .all(|r| r.reasons.iter().all(|w| w.attention > 0.0))
+        );
+    }
+}

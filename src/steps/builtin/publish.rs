@@ -1,0 +1,487 @@
+//! `publish`: model, report → release. Checks the gates against the report,
+//! then copies the model into `registry/NAME/VERSION/` (relative to the
+//! workspace) with its weights, the report, a model card (`MODEL_CARD.md`: data,
+//! params, metrics against the baselines, the whole ancestry with hashes up to
+//! the raw input files) and a machine-readable `lineage.json`, and records the
+//! release in the lineage database.
+//!
+//! Gates (`gate:` map, metric → condition): `">= 0.05"`, `"> 0.1"`, `"<= 0.5"`,
+//! `"< 0.5"`, or `"beats popularity"` (strictly above that baseline's value of
+//! the same metric). A failing gate fails the step with the numbers.
+//!
+//! Idempotent per model hash: when a version of NAME already holds this model
+//! (its `release.json` names the hash), that version is the release and nothing
+//! is copied again.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde_json::{Value as Json, json};
+
+use super::gnn_args::{self as args, Params, decl, issue};
+use super::{Kind, Output, ParamIssue};
+use crate::steps::plugin::{ParamDecl, ParamType};
+use crate::steps::protocol::{MetricPoint, Request, Response};
+
+pub static KIND: Kind = Kind {
+    name: "publish",
+    version: 1,
+    description: "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage",
+    inputs: &[("model", false), ("report", false)],
+    outputs: &[Output {
+        slot: "release",
+        file: "release.json",
+        kind: "release",
+        media_type: "application/json",
+        dir: false,
+    }],
+    params,
+    validate,
+    run,
+    timeout: Duration::from_secs(600),
+};
+
+fn params() -> Vec<(&'static str, ParamDecl)> {
+    vec![
+        (
+            "name",
+            ParamDecl {
+                ty: ParamType::String,
+                default: None,
+            },
+        ),
+        ("gate", decl(ParamType::Map, json!({}))),
+        ("registry", decl(ParamType::String, json!("registry"))),
+    ]
+}
+
+/// A parsed gate condition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gate {
+    Compare { op: &'static str, value: f64 },
+    Beats(String),
+}
+
+pub fn parse_gate(text: &str) -> Option<Gate> {
+    let t = text.trim();
+    if let Some(b) = t.strip_prefix("beats ") {
+        let b = b.trim();
+        return (!b.is_empty()).then(|| Gate::Beats(b.to_owned()));
+    }
+    for op in [">=", "<=", ">", "<"] {
+        if let Some(v) = t.strip_prefix(op) {
+            return v
+                .trim()
+                .parse()
+                .ok()
+                .map(|value| Gate::Compare { op, value });
+        }
+    }
+    None
+}
+
+fn gates(p: &Params) -> Result<Vec<(String, Gate)>, ParamIssue> {
+    args::map_of(p, "gate")?
+        .into_iter()
+        .map(|(metric, cond)| {
+            let text = match &cond {
+                Json::String(s) => s.clone(),
+                Json::Number(n) => format!(">= {n}"),
+                other => other.to_string(),
+            };
+            parse_gate(&text).map(|g| (metric.clone(), g)).ok_or_else(|| {
+                issue(
+                    "gate",
+                    format!("the gate `{metric}: {cond}` is not a condition"),
+                    "write e.g. `gate: { \"ndcg@20\": \">= 0.05\", \"recall@20\": \"beats popularity\" }`",
+                )
+            })
+        })
+        .collect()
+}
+
+fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
+    let name = args::str_of(p, "name", "")?;
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        || name.starts_with('.')
+    {
+        return Err(issue(
+            "name",
+            format!("`name: {name}` is not a release name"),
+            "use letters, digits, `-`, `_` and `.`, e.g. `name: gnnr-ecommerce`",
+        ));
+    }
+    gates(p).map(|_| ())
+}
+
+/// Checks every gate; the error lists each failure with its numbers.
+pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String>, String> {
+    let results = report["results"].as_array().cloned().unwrap_or_default();
+    let metric_of = |model: Option<&str>, metric: &str| -> Option<f64> {
+        let r = match model {
+            None => results.first(),
+            Some(m) => results.iter().find(|r| r["name"] == m),
+        }?;
+        r["metrics"][metric].as_f64()
+    };
+    let mut passed = Vec::new();
+    let mut failed = Vec::new();
+    for (metric, gate) in gates {
+        let Some(v) = metric_of(None, metric) else {
+            failed.push(format!("the report has no metric `{metric}`"));
+            continue;
+        };
+        match gate {
+            Gate::Compare { op, value } => {
+                let ok = match *op {
+                    ">=" => v >= *value,
+                    "<=" => v <= *value,
+                    ">" => v > *value,
+                    _ => v < *value,
+                };
+                let line = format!("{metric} {v:.4} {op} {value}");
+                if ok { passed.push(line) } else { failed.push(line) }
+            }
+            Gate::Beats(b) => match metric_of(Some(b), metric) {
+                None => failed.push(format!(
+                    "the report has no baseline `{b}` to compare {metric} with (add it to the evaluate step's `baselines`)"
+                )),
+                Some(bv) => {
+                    let line = format!("{metric} {v:.4} beats {b} {bv:.4}");
+                    if v > bv { passed.push(line) } else { failed.push(line) }
+                }
+            },
+        }
+    }
+    if failed.is_empty() {
+        Ok(passed)
+    } else {
+        Err(format!(
+            "the model does not pass its gates: {}",
+            failed.join("; ")
+        ))
+    }
+}
+
+fn run(req: &Request) -> Result<Response, String> {
+    let name = args::str_of(&req.params, "name", "")
+        .map_err(|e| e.message)?
+        .to_owned();
+    let gates = gates(&req.params).map_err(|e| e.message)?;
+    let model_dir = req.input("model")?;
+    let report_dir = req.input("report")?;
+    let report: Json = serde_json::from_slice(
+        &std::fs::read(report_dir.join("report.json"))
+            .map_err(|e| format!("cannot read the report: {e}"))?,
+    )
+    .map_err(|e| format!("the report is not valid JSON: {e}"))?;
+    let passed = check_gates(&gates, &report)?;
+    for p in &passed {
+        eprintln!("gate passed: {p}");
+    }
+
+    let workspace = req.workspace.as_deref().ok_or(
+        "the request does not name the workspace; `publish` needs a pedigree that passes it",
+    )?;
+    let model_hash = req
+        .input_hashes
+        .get("model")
+        .cloned()
+        .ok_or("the request does not carry the model's hash")?;
+    let report_hash = req.input_hashes.get("report").cloned().unwrap_or_default();
+    let registry = workspace
+        .join(args::str_of(&req.params, "registry", "registry").map_err(|e| e.message)?)
+        .join(&name);
+    std::fs::create_dir_all(&registry)
+        .map_err(|e| format!("cannot create `{}`: {e}", registry.display()))?;
+
+    let (version, existing) = match find_version(&registry, &model_hash)? {
+        Some(v) => (v, true),
+        None => (next_version(&registry)?, false),
+    };
+    let lineage = ancestry(workspace, &[&model_hash, &report_hash])?;
+    let release = json!({
+        "name": name,
+        "version": version,
+        "model_hash": model_hash,
+        "report_hash": report_hash,
+        "run_id": req.run_id,
+        "path": format!("{}/{version}", registry.strip_prefix(workspace).unwrap_or(&registry).display()),
+        "gates": passed,
+        "metrics": report["results"].get(0).map(|r| r["metrics"].clone()).unwrap_or(Json::Null),
+    });
+    if existing {
+        eprintln!("{name} version {version} already holds model {model_hash}; not copied again");
+    } else {
+        let tmp = registry.join(format!(".tmp-{version}-{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            std::fs::create_dir_all(&tmp)?;
+            for f in ["weights.bpk", "model.json"] {
+                std::fs::copy(model_dir.join(f), tmp.join(f))?;
+            }
+            for f in ["report.json", "report.md"] {
+                std::fs::copy(report_dir.join(f), tmp.join(f))?;
+            }
+            std::fs::write(tmp.join("lineage.json"), format!("{lineage:#}\n"))?;
+            std::fs::write(
+                tmp.join("MODEL_CARD.md"),
+                model_card(&name, version, &model_hash, model_dir, &report, &lineage),
+            )?;
+            std::fs::write(tmp.join("release.json"), format!("{release:#}\n"))?;
+            std::fs::rename(&tmp, registry.join(version.to_string()))
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_dir_all(&tmp);
+            format!("cannot write `{}/{version}`: {e}", registry.display())
+        })?;
+        eprintln!("published {name} version {version}");
+    }
+    record_release(workspace, &name, version, req.run_id, &model_hash)?;
+    std::fs::write(req.output("release")?, format!("{release:#}\n"))
+        .map_err(|e| format!("cannot write the release: {e}"))?;
+    Ok(Response {
+        metrics: vec![MetricPoint {
+            key: "version".into(),
+            value: version as f64,
+            step: None,
+        }],
+        facets: BTreeMap::from([("release".to_owned(), release)]),
+    })
+}
+
+fn versions(registry: &Path) -> Result<Vec<(u32, PathBuf)>, String> {
+    let mut out = Vec::new();
+    let rd = std::fs::read_dir(registry)
+        .map_err(|e| format!("cannot list `{}`: {e}", registry.display()))?;
+    for entry in rd.flatten() {
+        if let Some(v) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        {
+            out.push((v, entry.path()));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn find_version(registry: &Path, model_hash: &str) -> Result<Option<u32>, String> {
+    for (v, dir) in versions(registry)? {
+        let rel: Option<Json> = std::fs::read(dir.join("release.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        if rel.is_some_and(|r| r["model_hash"] == model_hash) {
+            return Ok(Some(v));
+        }
+    }
+    Ok(None)
+}
+
+fn next_version(registry: &Path) -> Result<u32, String> {
+    Ok(versions(registry)?.last().map_or(1, |(v, _)| v + 1))
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the database runtime: {e}"))
+}
+
+/// The ancestry of the given artifacts from the lineage database: every step run
+/// edge up to the raw inputs, and the workspace paths of those inputs.
+fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<Json, String> {
+    let db_path = workspace.join(".pedigree").join("lineage.db");
+    runtime()?.block_on(async {
+        let db = crate::lineage::Db::open_read_only(&db_path)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut edges = Vec::new();
+        let mut produced = std::collections::BTreeSet::new();
+        let mut all = std::collections::BTreeSet::new();
+        for h in hashes.iter().filter(|h| !h.is_empty()) {
+            all.insert((*h).to_owned());
+            for e in db.lineage_up(h, 64).await.map_err(|e| e.to_string())? {
+                produced.insert(e.from_hash.clone());
+                all.insert(e.to_hash.clone());
+                edges.push(json!({
+                    "output": e.from_hash, "step": e.step, "step_run": e.step_run_id, "run": e.run_id,
+                    "output_slot": e.slot_from, "input_slot": e.slot_to, "input": e.to_hash,
+                }));
+            }
+        }
+        let mut sources = Vec::new();
+        for h in all.iter().filter(|h| !produced.contains(*h)) {
+            for s in db.sources_of(h).await.map_err(|e| e.to_string())? {
+                sources.push(json!({"hash": s.artifact_hash, "input": s.name, "path": s.path}));
+            }
+        }
+        sources.sort_by_key(|s| s.to_string());
+        sources.dedup();
+        edges.sort_by_key(|e| e.to_string());
+        edges.dedup();
+        Ok(json!({"artifacts": hashes, "edges": edges, "sources": sources}))
+    })
+}
+
+fn record_release(
+    workspace: &Path,
+    name: &str,
+    version: u32,
+    run_id: Option<i64>,
+    model_hash: &str,
+) -> Result<(), String> {
+    let Some(run_id) = run_id else {
+        return Ok(());
+    };
+    let dot = workspace.join(".pedigree");
+    runtime()?.block_on(async {
+        let db = crate::lineage::Db::open(&dot.join("lineage.db"), &dot.join("locks"))
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        sqlx::query(
+            "INSERT OR IGNORE INTO releases (name, version, run_id, artifact_hash, created_at) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(version as i64)
+        .bind(run_id)
+        .bind(model_hash)
+        .bind(now.to_string())
+        .execute(db.pool())
+        .await
+        .map_err(|e| format!("cannot record the release: {e}"))?;
+        db.close().await;
+        Ok(())
+    })
+}
+
+fn model_card(
+    name: &str,
+    version: u32,
+    model_hash: &str,
+    model_dir: &Path,
+    report: &Json,
+    lineage: &Json,
+) -> String {
+    let meta: Json = std::fs::read(model_dir.join("model.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or(Json::Null);
+    let mut s = format!("# {name} version {version}\n\nModel `{model_hash}` (GNN-R).\n\n");
+    let g = &report["graph"];
+    let _ = writeln!(
+        s,
+        "## Data\n\n{} users, {} items, {} categories; {} training, {} validation and {} test interactions (split: {}).\n",
+        g["nodes"]["users"],
+        g["nodes"]["items"],
+        g["nodes"]["categories"],
+        g["edges"]["train"],
+        g["edges"]["valid"],
+        g["edges"]["test"],
+        report["split"],
+    );
+    let _ = writeln!(s, "## Params\n\n```json\n{:#}\n```\n", meta["config"]);
+    let _ = writeln!(
+        s,
+        "Trained {} epochs; best validation at epoch {}.\n",
+        meta["epochs_run"],
+        meta["best_epoch"].as_u64().map_or(0, |e| e + 1)
+    );
+    s.push_str("## Metrics against baselines\n\n");
+    let ks: Vec<u64> = report["k"]
+        .as_array()
+        .map(|a| a.iter().filter_map(Json::as_u64).collect())
+        .unwrap_or_default();
+    let cols: Vec<String> = ks
+        .iter()
+        .flat_map(|k| ["recall", "ndcg", "hit", "mrr"].map(|m| format!("{m}@{k}")))
+        .collect();
+    let _ = writeln!(
+        s,
+        "| model | {} |\n|---|{}",
+        cols.join(" | "),
+        "---:|".repeat(cols.len())
+    );
+    for r in report["results"].as_array().into_iter().flatten() {
+        let _ = write!(s, "| {} |", r["name"].as_str().unwrap_or("?"));
+        for c in &cols {
+            let _ = write!(s, " {:.4} |", r["metrics"][c].as_f64().unwrap_or(f64::NAN));
+        }
+        s.push('\n');
+    }
+    s.push_str(
+        "\n## Ancestry\n\nEach line: a step run, the artifact it wrote and the one it read.\n\n",
+    );
+    for e in lineage["edges"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "- `{}` ({}.{}) ← step `{}` (run {}) ← `{}` ({})",
+            short(&e["output"]),
+            e["step"].as_str().unwrap_or("?"),
+            e["output_slot"].as_str().unwrap_or("?"),
+            e["step"].as_str().unwrap_or("?"),
+            e["run"],
+            short(&e["input"]),
+            e["input_slot"].as_str().unwrap_or("?"),
+        );
+    }
+    s.push_str("\nRaw inputs:\n\n");
+    for src in lineage["sources"].as_array().into_iter().flatten() {
+        let _ = writeln!(
+            s,
+            "- `{}` `{}` (workflow input `{}`)",
+            src["hash"].as_str().unwrap_or("?"),
+            src["path"].as_str().unwrap_or("?"),
+            src["input"].as_str().unwrap_or("?"),
+        );
+    }
+    s
+}
+
+fn short(v: &Json) -> String {
+    v.as_str().unwrap_or("?").chars().take(12).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gates_compare_thresholds_and_baselines() {
+        assert_eq!(
+            parse_gate(">= 0.05"),
+            Some(Gate::Compare {
+                op: ">=",
+                value: 0.05
+            })
+        );
+        assert_eq!(
+            parse_gate("beats popularity"),
+            Some(Gate::Beats("popularity".into()))
+        );
+        assert_eq!(parse_gate("big"), None);
+        let report = json!({"results": [
+            {"name": "gnn-r", "metrics": {"ndcg@20": 0.3}},
+            {"name": "popularity", "metrics": {"ndcg@20": 0.4}},
+        ]});
+        let g = |m: &str, t: &str| vec![(m.to_owned(), parse_gate(t).unwrap())];
+        assert!(check_gates(&g("ndcg@20", ">= 0.05"), &report).is_ok());
+        let e = check_gates(&g("ndcg@20", "beats popularity"), &report).unwrap_err();
+        assert_eq!(
+            e,
+            "the model does not pass its gates: ndcg@20 0.3000 beats popularity 0.4000"
+        );
+        let e = check_gates(&g("recall@5", "> 0"), &report).unwrap_err();
+        assert!(e.contains("no metric `recall@5`"), "{e}");
+    }
+}

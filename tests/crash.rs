@@ -1,0 +1,273 @@
+//! The crash campaign: kill `pedigree run` at every named point of the commit path
+//! and at random moments, then check that nothing was lost or corrupted and that
+//! the next run reuses what was committed and finishes the rest.
+//!
+//! `PEDIGREE_CRASH_TRIALS` sets the number of random-moment trials (default 12;
+//! run with 1000 for the full campaign: `PEDIGREE_CRASH_TRIALS=1000 cargo test
+//! --release --test crash -- --nocapture`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A four-step workflow with a folder output, so trees are in the commit path too.
+const WF: &str = r#"
+name: crashy
+inputs:
+  text: data/text.txt
+steps:
+  a:
+    plugin: upper
+    inputs: { src: inputs.text }
+    with: { sleep: 0.02 }
+  b:
+    plugin: count
+    inputs: { src: a.out }
+  c:
+    plugin: split
+    inputs: { src: a.out }
+  d:
+    plugin: join
+    inputs: { a: b.n, b: inputs.text }
+"#;
+
+/// `split`: one file per line of `src`, in a folder output.
+const SPLIT_YAML: &str =
+    "command: [sh, \"${plugin}/run.sh\"]\ninputs: { src: {} }\noutputs: { parts: { dir: true } }\n";
+const SPLIT_SH: &str = "set -eu\nmkdir -p \"$PEDIGREE_OUTPUT_PARTS\"\ni=0\nwhile IFS= read -r line; do i=$((i+1)); printf '%s\\n' \"$line\" > \"$PEDIGREE_OUTPUT_PARTS/$i.txt\"; done < \"$PEDIGREE_INPUT_SRC\"\n";
+
+fn workspace() -> Ws {
+    let ws = Ws::new();
+    ws.plugin("split", SPLIT_YAML, SPLIT_SH);
+    ws.write("workflows/crashy.yaml", WF);
+    ws
+}
+
+/// What the lineage database says about the latest run, step by step.
+fn steps_of_run(ws: &Ws, run: &str) -> BTreeMap<String, (String, usize)> {
+    let out = ws.run(&["show", run, "--json"]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let mut m = BTreeMap::new();
+    for s in j["steps"].as_array().into_iter().flatten() {
+        let name = s["step_run"]["step"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let status = s["step_run"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let outputs = s["outputs"].as_object().map(|o| o.len()).unwrap_or(0);
+        m.insert(name, (status, outputs));
+    }
+    m
+}
+
+/// The invariants after a kill, then a rerun that must finish and reuse the
+/// steps that the killed run committed.
+fn check_after_kill(ws: &Ws, what: &str) {
+    // Killed before the workspace existed: nothing to check but the rerun.
+    if !ws.path().join(".pedigree/lineage.db").exists() {
+        let (code, j) = ws.run_json("workflows/crashy.yaml", &[]);
+        assert_eq!(code, 0, "{what}: the rerun after the kill failed: {j}");
+        return;
+    }
+    let verify = ws.run(&["verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{what}: verify failed:\n{}{}",
+        stdout(&verify),
+        stderr(&verify)
+    );
+
+    let runs: serde_json::Value =
+        serde_json::from_slice(&ws.run(&["runs", "--json"]).stdout).unwrap_or_default();
+    let killed = runs
+        .as_array()
+        .and_then(|r| r.first())
+        .map(|r| r["id"].to_string());
+    let committed: Vec<String> = match &killed {
+        Some(id) => steps_of_run(ws, id)
+            .into_iter()
+            .filter(|(_, (status, _))| status == "succeeded" || status == "cached")
+            .map(|(name, (_, outputs))| {
+                assert!(
+                    outputs >= 1,
+                    "{what}: step `{name}` recorded as done without outputs"
+                );
+                name
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+
+    let (code, j) = ws.run_json("workflows/crashy.yaml", &[]);
+    assert_eq!(code, 0, "{what}: the rerun after the kill failed: {j}");
+    for name in &committed {
+        assert_eq!(
+            status_of(&j, name),
+            "cached",
+            "{what}: `{name}` was committed before the kill but recomputed: {j}"
+        );
+    }
+    // The outputs are right, not just present.
+    let a = step(&j, "a")["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(a)).unwrap(),
+        "HELLO\nWORLD\n"
+    );
+    let verify = ws.run(&["verify"]);
+    assert_eq!(
+        verify.status.code(),
+        Some(0),
+        "{what}: verify after the rerun:\n{}",
+        stdout(&verify)
+    );
+    if let Some(id) = killed {
+        let after: serde_json::Value =
+            serde_json::from_slice(&ws.run(&["show", &id, "--json"]).stdout).unwrap();
+        assert_ne!(
+            after["run"]["status"], "running",
+            "{what}: the killed run is still `running`"
+        );
+    }
+}
+
+#[test]
+fn killed_at_every_named_point_loses_nothing() {
+    for &point in pedigree::failpoint::POINTS {
+        if point == "gc-removing" {
+            continue;
+        }
+        let ws = workspace();
+        let out = ws
+            .cmd(&["run", "workflows/crashy.yaml"])
+            .env("PEDIGREE_FAILPOINT", point)
+            .output()
+            .unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&out.status),
+            Some(libc::SIGKILL),
+            "the process did not reach the point `{point}`"
+        );
+        check_after_kill(&ws, point);
+    }
+}
+
+#[test]
+fn killed_during_gc_leaves_a_consistent_store() {
+    let ws = workspace();
+    ws.run_json("workflows/crashy.yaml", &[]);
+    ws.write("workflows/data/text.txt", "other\ntext\n");
+    ws.run_json("workflows/crashy.yaml", &[]);
+    let out = ws
+        .cmd(&["gc", "--grace", "0"])
+        .env("PEDIGREE_FAILPOINT", "gc-removing")
+        .output()
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&out.status),
+        Some(libc::SIGKILL)
+    );
+    let verify = ws.run(&["verify"]);
+    // gc only removes what nothing references; a kill in the middle leaves nothing dangling.
+    assert_eq!(verify.status.code(), Some(0), "{}", stdout(&verify));
+    let (code, _) = ws.run_json("workflows/crashy.yaml", &[]);
+    assert_eq!(code, 0);
+}
+
+/// xorshift: a reproducible spread of kill times without a dependency.
+fn next(seed: &mut u64) -> u64 {
+    *seed ^= *seed << 13;
+    *seed ^= *seed >> 7;
+    *seed ^= *seed << 17;
+    *seed
+}
+
+#[test]
+fn killed_at_random_moments_loses_nothing() {
+    let trials: usize = std::env::var("PEDIGREE_CRASH_TRIALS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(12);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let started = Instant::now();
+    let mut killed_mid_run = 0;
+    for trial in 0..trials {
+        let ws = workspace();
+        // Every third trial starts from a warm cache with one changed input, so kills
+        // also land in cache hits and partial reruns.
+        if trial % 3 == 2 {
+            ws.run_json("workflows/crashy.yaml", &[]);
+            ws.write("workflows/data/text.txt", "hello\nthere\nworld\n");
+            ws.write("workflows/data/text.txt", "hello\nworld\n");
+        }
+        let delay = Duration::from_micros(next(&mut seed) % 150_000);
+        let mut child = ws
+            .cmd(&["run", "workflows/crashy.yaml"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let finished = child.try_wait().unwrap().is_some();
+        let _ = child.kill();
+        let _ = child.wait();
+        if !finished {
+            killed_mid_run += 1;
+        }
+        check_after_kill(&ws, &format!("trial {trial} (kill after {delay:?})"));
+    }
+    eprintln!(
+        "crash campaign: {trials} trials, {killed_mid_run} killed mid-run, 0 violations, {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        trials < 4 || killed_mid_run > 0,
+        "no trial killed a run in progress; the delays are too long"
+    );
+}
+
+#[test]
+fn eight_concurrent_runs_on_overlapping_workflows_compute_each_step_once() {
+    let ws = workspace();
+    // A second workflow sharing step `a` (same plugin, params, input) with `crashy`.
+    ws.write(
+        "workflows/other.yaml",
+        "name: other\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: upper\n    inputs: { src: inputs.text }\n    with: { sleep: 0.02 }\n  z:\n    plugin: count\n    inputs: { src: inputs.text }\n",
+    );
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let wf = if i % 2 == 0 {
+                "workflows/crashy.yaml"
+            } else {
+                "workflows/other.yaml"
+            };
+            ws.cmd(&["run", wf, "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{err}");
+        assert!(!err.contains("database is locked"), "{err}");
+    }
+    let mut marks = ws.marks();
+    marks.sort();
+    // a, b, d (crashy) and z (other) executed once each; `split` does not mark.
+    assert_eq!(
+        marks,
+        ["a", "b", "d", "z"],
+        "each contested step is computed once"
+    );
+    assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}

@@ -1,0 +1,723 @@
+//! The engine end to end: the real binary on real workflows in temp workspaces.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn first_run_executes_everything_and_second_run_reuses_it() {
+    let ws = Ws::new();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["status"], "succeeded");
+    assert_eq!(
+        statuses(&j),
+        [
+            ("up".into(), "succeeded".into()),
+            ("cnt".into(), "succeeded".into()),
+            ("both".into(), "succeeded".into())
+        ]
+    );
+    let up = step(&j, "up");
+    assert_eq!(up["key"].as_str().unwrap().len(), 64);
+    let out = up["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(out)).unwrap(),
+        "HELLO\nWORLD\n!"
+    );
+    assert_eq!(ws.marks(), ["up", "cnt", "both"]);
+
+    ws.clear_marks();
+    let (code, j2) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    assert!(statuses(&j2).iter().all(|(_, s)| s == "cached"), "{j2}");
+    assert!(ws.marks().is_empty(), "nothing executes on a no-op rerun");
+    assert_eq!(step(&j2, "up")["key"], up["key"]);
+    assert_eq!(step(&j2, "up")["outputs"], up["outputs"]);
+    assert_ne!(j2["run_id"], j["run_id"]);
+}
+
+#[test]
+fn a_param_change_reruns_the_step_and_its_dependants_only_if_outputs_change() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    ws.clear_marks();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &["--set", "params.suffix=?"]);
+    assert_eq!(code, 0);
+    // `up`'s output changed, so both readers rerun; `cnt` counts lines, still 2.
+    assert_eq!(status_of(&j, "up"), "succeeded");
+    assert_eq!(status_of(&j, "cnt"), "succeeded");
+    assert_eq!(status_of(&j, "both"), "succeeded");
+    assert!(
+        step(&j, "up")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("params.suffix: \"!\" → \"?\""),
+        "{j}"
+    );
+}
+
+#[test]
+fn early_cutoff_stops_propagation_when_outputs_are_identical() {
+    let ws = Ws::new();
+    // `cnt` reads `up` which reads text; a second count step reads cnt's output.
+    ws.write(
+        "workflows/cut.yaml",
+        "name: cut\ninputs: { text: data/text.txt }\nsteps:\n  n:\n    plugin: count\n    inputs: { src: inputs.text }\n  up:\n    plugin: upper\n    inputs: { src: n.n }\n",
+    );
+    ws.run_json("workflows/cut.yaml", &[]);
+    ws.clear_marks();
+    // Same number of lines, different content: `n` reruns, produces the same bytes, `up` is cached.
+    ws.write("workflows/data/text.txt", "other\nlines\n");
+    let (code, j) = ws.run_json("workflows/cut.yaml", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(status_of(&j, "n"), "succeeded");
+    assert_eq!(status_of(&j, "up"), "cached");
+    assert_eq!(ws.marks(), ["n"]);
+}
+
+#[test]
+fn every_key_ingredient_causes_a_miss() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+
+    // Input content.
+    ws.write("workflows/data/text.txt", "hello\nthere\n");
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(status_of(&j, "up"), "succeeded");
+    assert!(
+        step(&j, "up")["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("input `src`:"),
+        "{j}"
+    );
+
+    // A file of the plugin folder.
+    ws.write(
+        "plugins/count/run.sh",
+        &format!("{}\n# changed\n", ws.read("plugins/count/run.sh")),
+    );
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(status_of(&j, "up"), "cached");
+    assert_eq!(status_of(&j, "cnt"), "succeeded");
+    assert!(
+        step(&j, "cnt")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("plugin file `run.sh`"),
+        "{j}"
+    );
+
+    // A declared env var: set, then empty, then unset are three keys.
+    let mut keys = Vec::new();
+    for value in [Some("a"), Some(""), None] {
+        let mut c = ws.cmd(&["run", "workflows/chain.yaml", "--json"]);
+        match value {
+            Some(v) => c.env("CHAIN_FLAVOUR", v),
+            None => c.env_remove("CHAIN_FLAVOUR"),
+        };
+        let out = c.output().unwrap();
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        // Unset is how the earlier runs saw it, so only that one is cached.
+        let expected = if value.is_some() {
+            "succeeded"
+        } else {
+            "cached"
+        };
+        assert_eq!(status_of(&j, "up"), expected, "env {value:?}: {j}");
+        keys.push(step(&j, "up")["key"].clone());
+    }
+    assert_ne!(keys[0], keys[1]);
+    assert_ne!(keys[1], keys[2], "unset must differ from empty");
+    assert_ne!(keys[0], keys[2]);
+}
+
+#[test]
+fn comments_and_whitespace_in_the_workflow_change_nothing() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    let edited = format!(
+        "# a comment at the top\n\n{}\n\n# trailing\n",
+        CHAIN.replace("suffix: \"!\"", "suffix:    \"!\"   # why not")
+    );
+    ws.write("workflows/chain.yaml", &edited);
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    assert!(statuses(&j).iter().all(|(_, s)| s == "cached"), "{j}");
+}
+
+#[test]
+fn failure_skips_dependants_then_fix_reuses_what_succeeded() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/f.yaml",
+        "name: f\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: count\n    inputs: { src: inputs.text }\n  b:\n    plugin: upper\n    inputs: { src: a.n }\n    with: { fail: true }\n  c:\n    plugin: count\n    inputs: { src: b.out }\n",
+    );
+    let (code, j) = ws.run_json("workflows/f.yaml", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(j["status"], "failed");
+    assert_eq!(status_of(&j, "a"), "succeeded");
+    assert_eq!(status_of(&j, "b"), "failed");
+    assert_eq!(status_of(&j, "c"), "skipped");
+    assert!(
+        step(&j, "c")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upstream `b` failed"),
+        "{j}"
+    );
+    assert!(
+        step(&j, "b")["error"]
+            .as_str()
+            .unwrap()
+            .contains("upper: asked to fail"),
+        "stderr tail is reported: {j}"
+    );
+    assert!(
+        !ws.path().join("workflows/f.lock").exists(),
+        "no lock file after a failed run"
+    );
+
+    // The human output names the failure and where to read more.
+    let out = ws.run(&["run", "workflows/f.yaml"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.contains("error: step `b` failed: plugin `upper` exited with code 1"),
+        "{err}"
+    );
+    assert!(err.contains("pedigree log"), "{err}");
+
+    ws.write(
+        "workflows/f.yaml",
+        &ws.read("workflows/f.yaml")
+            .replace("fail: true", "fail: false"),
+    );
+    ws.clear_marks();
+    let (code, j) = ws.run_json("workflows/f.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        statuses(&j),
+        [
+            ("a".into(), "cached".into()),
+            ("b".into(), "succeeded".into()),
+            ("c".into(), "succeeded".into())
+        ]
+    );
+    assert_eq!(ws.marks(), ["b", "c"]);
+    assert!(ws.path().join("workflows/f.lock").exists());
+}
+
+#[test]
+fn a_step_that_exits_zero_without_its_output_fails_and_is_not_cached() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/m.yaml",
+        "name: m\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: upper\n    inputs: { src: inputs.text }\n    with: { skip_output: true }\n",
+    );
+    let (code, j) = ws.run_json("workflows/m.yaml", &[]);
+    assert_eq!(code, 1);
+    assert!(
+        step(&j, "a")["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not write output `out`"),
+        "{j}"
+    );
+    let (code, j) = ws.run_json("workflows/m.yaml", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&j, "a"), "failed", "a failure is never cached");
+}
+
+#[test]
+fn why_and_status_name_the_changed_ingredient() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    let out = ws.run(&["why", "workflows/chain.yaml", "up", "--set", "up.suffix=??"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("Changed since then:"), "{text}");
+    assert!(text.contains("params.suffix: \"!\" → \"??\""), "{text}");
+
+    let out = ws.run(&[
+        "status",
+        "workflows/chain.yaml",
+        "--json",
+        "--set",
+        "up.suffix=??",
+    ]);
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let states: Vec<&str> = j["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["stale", "stale", "stale"]);
+    assert!(
+        j["steps"][1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("upstream `up` will run")
+    );
+
+    let out = ws.run(&["status", "workflows/chain.yaml"]);
+    assert!(
+        stdout(&out).lines().all(|l| l.starts_with("fresh")),
+        "{}",
+        stdout(&out)
+    );
+
+    // --dry-run says the same and records nothing.
+    let before = ws.run(&["runs", "--json"]);
+    let out = ws.run(&[
+        "run",
+        "workflows/chain.yaml",
+        "--dry-run",
+        "--set",
+        "up.suffix=??",
+    ]);
+    assert!(
+        stdout(&out).contains("3 of 3 steps would run"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(ws.run(&["runs", "--json"]).stdout, before.stdout);
+}
+
+#[test]
+fn only_from_and_force_select_steps() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    ws.clear_marks();
+    let (_, j) = ws.run_json("workflows/chain.yaml", &["--force", "up"]);
+    assert_eq!(status_of(&j, "up"), "succeeded");
+    assert_eq!(step(&j, "up")["reason"], "forced with --force");
+    // Same output bytes: downstream stays cached.
+    assert_eq!(status_of(&j, "cnt"), "cached");
+    assert_eq!(ws.marks(), ["up"]);
+
+    ws.clear_marks();
+    let (_, j) = ws.run_json(
+        "workflows/chain.yaml",
+        &["--only", "cnt", "--set", "params.suffix=x"],
+    );
+    assert_eq!(
+        statuses(&j),
+        [
+            ("up".into(), "succeeded".into()),
+            ("cnt".into(), "succeeded".into())
+        ]
+    );
+
+    // --from needs its upstream in the cache.
+    let (code, j) = ws.run_json(
+        "workflows/chain.yaml",
+        &["--from", "cnt", "--set", "params.suffix=new"],
+    );
+    assert_eq!(code, 1);
+    assert!(
+        step(&j, "up")["error"]
+            .as_str()
+            .unwrap()
+            .contains("outside --only/--from"),
+        "{j}"
+    );
+
+    let out = ws.run(&["run", "workflows/chain.yaml", "--only", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no step `nope`"), "{}", stderr(&out));
+}
+
+#[test]
+fn lock_file_records_keys_and_outputs_and_is_stable() {
+    let ws = Ws::new();
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    let lock = ws.read("workflows/chain.lock");
+    assert!(
+        lock.contains(step(&j, "up")["key"].as_str().unwrap()),
+        "{lock}"
+    );
+    assert!(lock.contains(step(&j, "both")["outputs"]["out"].as_str().unwrap()));
+    let order: Vec<&str> = lock
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
+        .collect();
+    assert_eq!(order, ["  up:", "  cnt:", "  both:"], "{lock}");
+    let mtime = std::fs::metadata(ws.path().join("workflows/chain.lock"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(
+        std::fs::metadata(ws.path().join("workflows/chain.lock"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        mtime
+    );
+}
+
+#[test]
+fn lineage_goes_up_to_raw_inputs_and_down_to_final_outputs() {
+    let ws = Ws::new();
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    let run = j["run_id"].to_string();
+    let out = ws.run(&["lineage", &format!("{run}/both.out"), "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let raw = l["raw_inputs"].as_object().unwrap();
+    assert_eq!(raw.len(), 1);
+    assert_eq!(
+        raw.values().next().unwrap()["path"],
+        "workflows/data/text.txt"
+    );
+    let steps: Vec<&str> = l["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["step"].as_str().unwrap())
+        .collect();
+    assert!(steps.contains(&"both") && steps.contains(&"up"), "{l}");
+
+    let out = ws.run(&["lineage", "workflows/data/text.txt", "--down", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // A diamond (text → up → both, and text → both) lists each edge once.
+    let mut edges: Vec<String> = l["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}|{}|{}|{}",
+                e["from_hash"], e["step_run_id"], e["slot_from"], e["to_hash"]
+            )
+        })
+        .collect();
+    let n = edges.len();
+    edges.sort();
+    edges.dedup();
+    assert_eq!(edges.len(), n, "{l}");
+    let reached: Vec<&str> = l["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["to_hash"].as_str().unwrap())
+        .collect();
+    assert!(
+        reached.contains(&step(&j, "cnt")["outputs"]["n"].as_str().unwrap()),
+        "{l}"
+    );
+
+    // Human form, and a hash prefix as REF.
+    let prefix = &step(&j, "up")["outputs"]["out"].as_str().unwrap()[..8];
+    let out = ws.run(&["lineage", prefix]);
+    assert!(
+        stdout(&out).contains("made by step `up`"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(
+        stdout(&out).contains("workflows/data/text.txt"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn show_log_runs_and_diff_report_the_record() {
+    let ws = Ws::new();
+    let (_, a) = ws.run_json("workflows/chain.yaml", &[]);
+    let (_, b) = ws.run_json("workflows/chain.yaml", &["--set", "params.suffix=?"]);
+    let (ra, rb) = (a["run_id"].to_string(), b["run_id"].to_string());
+    let out = ws.run(&["show", &rb]);
+    let text = stdout(&out);
+    assert!(
+        text.contains("up [succeeded]")
+            && text.contains("metric loss = 0.5")
+            && text.contains("facet rows"),
+        "{text}"
+    );
+    let out = ws.run(&["diff", &ra, &rb, "--json"]);
+    let d: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let whats: Vec<&str> = d["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["what"].as_str().unwrap())
+        .collect();
+    assert!(whats.contains(&"workflow params"), "{whats:?}");
+    assert!(whats.contains(&"step `up` params.suffix"), "{whats:?}");
+    assert!(whats.contains(&"step `up` output `out`"), "{whats:?}");
+    let out = ws.run(&["runs", "--json"]);
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(r.as_array().unwrap().len(), 2);
+    assert_eq!(r[0]["ran"], 3);
+}
+
+#[test]
+fn corrupt_and_deleted_objects_are_detected_and_repaired() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new();
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    let up_out = step(&j, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let p = ws.object(&up_out);
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[0] ^= 0x20; // same size, one bit flipped
+    std::fs::write(&p, bytes).unwrap();
+
+    let out = ws.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains(&format!("object {up_out} is corrupt")),
+        "{}",
+        stdout(&out)
+    );
+
+    ws.clear_marks();
+    let out = ws.run(&["run", "workflows/chain.yaml", "--json"]);
+    let j2: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        stderr(&out).contains("is damaged"),
+        "a warning names the damage: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        status_of(&j2, "up"),
+        "succeeded",
+        "the damaged hit became a rerun"
+    );
+    assert_eq!(
+        status_of(&j2, "cnt"),
+        "cached",
+        "the repaired output has the same hash"
+    );
+    assert_eq!(ws.marks(), ["up"]);
+    assert_eq!(
+        ws.run(&["verify"]).status.code(),
+        Some(0),
+        "{}",
+        stdout(&ws.run(&["verify"]))
+    );
+
+    // A deleted object: verify names it, and the next run recomputes it.
+    std::fs::remove_file(ws.object(&up_out)).unwrap();
+    let out = ws.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("is missing from the store"),
+        "{}",
+        stdout(&out)
+    );
+    let (_, j3) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(status_of(&j3, "up"), "succeeded");
+    assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_file_rewritten_within_the_same_second_is_not_a_false_hit() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    // Same size, new content, immediately: the stat cache must not trust the old hash.
+    for content in ["HELLO\nworld\n", "hello\nWORLD\n", "jello\nworld\n"] {
+        ws.write("workflows/data/text.txt", content);
+        let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+        let out = step(&j, "up")["outputs"]["out"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let expected = format!("{}!", content.to_uppercase());
+        assert_eq!(std::fs::read_to_string(ws.object(&out)).unwrap(), expected);
+    }
+}
+
+#[test]
+fn two_concurrent_runs_compute_each_step_once() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/slow.yaml",
+        "name: slow\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: upper\n    inputs: { src: inputs.text }\n    with: { sleep: 0.5 }\n  b:\n    plugin: count\n    inputs: { src: a.out }\n",
+    );
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            ws.cmd(&["run", "workflows/slow.yaml", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<serde_json::Value> = children
+        .into_iter()
+        .map(|c| {
+            let o = c.wait_with_output().unwrap();
+            assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+            serde_json::from_slice(&o.stdout).unwrap()
+        })
+        .collect();
+    let mut marks = ws.marks();
+    marks.sort();
+    assert_eq!(marks, ["a", "b"], "each step executed exactly once");
+    assert_eq!(
+        step(&results[0], "b")["outputs"],
+        step(&results[1], "b")["outputs"]
+    );
+    assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn sigkill_mid_step_leaves_a_consistent_store_and_the_rerun_finishes() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/k.yaml",
+        "name: k\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: count\n    inputs: { src: inputs.text }\n  b:\n    plugin: upper\n    inputs: { src: a.n }\n    with: { sleep: 5 }\n",
+    );
+    let mut child = ws
+        .cmd(&["run", "workflows/k.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until `b` has started (its mark appears), then kill the orchestrator outright.
+    let start = Instant::now();
+    while !ws.marks().contains(&"b".to_owned()) {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "step b never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    // The plugin process (sleeping in `b`) does not outlive the orchestrator.
+    let start = Instant::now();
+    while std::process::Command::new("pgrep")
+        .args(["-f", &format!("{}/plugins/upper", ws.path().display())])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the step's process survived the orchestrator"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    assert_eq!(
+        ws.run(&["verify"]).status.code(),
+        Some(0),
+        "{}",
+        stdout(&ws.run(&["verify"]))
+    );
+    ws.write(
+        "workflows/k.yaml",
+        &ws.read("workflows/k.yaml")
+            .replace("sleep: 5", "sleep: 0.1"),
+    );
+    ws.clear_marks();
+    let (code, j) = ws.run_json("workflows/k.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(status_of(&j, "a"), "cached", "completed work is reused");
+    assert_eq!(status_of(&j, "b"), "succeeded");
+    let runs: serde_json::Value =
+        serde_json::from_slice(&ws.run(&["runs", "--json"]).stdout).unwrap();
+    assert_eq!(
+        runs[1]["status"], "interrupted",
+        "the killed run is recorded as interrupted: {runs}"
+    );
+}
+
+#[test]
+fn sigint_interrupts_running_steps_and_exits_130() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/i.yaml",
+        "name: i\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: upper\n    inputs: { src: inputs.text }\n    with: { sleep: 20 }\n  b:\n    plugin: count\n    inputs: { src: a.out }\n",
+    );
+    let child = ws
+        .cmd(&["run", "workflows/i.yaml", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !ws.marks().contains(&"a".to_owned()) {
+        assert!(start.elapsed() < Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: sending SIGINT to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        start.elapsed() < Duration::from_secs(15),
+        "the step was stopped, not waited for"
+    );
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["status"], "interrupted");
+    assert_eq!(status_of(&j, "a"), "interrupted");
+    assert_eq!(status_of(&j, "b"), "skipped");
+}
+
+#[test]
+fn gc_keeps_what_runs_and_lock_files_need() {
+    let ws = Ws::new();
+    let (_, a) = ws.run_json("workflows/chain.yaml", &[]);
+    ws.run_json("workflows/chain.yaml", &["--set", "params.suffix=?"]);
+    // With no grace period, only what the lock file names (the last complete run) is kept.
+    let out = ws.run(&["gc", "--grace", "0", "--dry-run", "--json"]);
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let removed: Vec<&str> = g["removed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    let first_up = step(&a, "up")["outputs"]["out"].as_str().unwrap();
+    assert!(removed.contains(&first_up), "{g}");
+    assert!(ws.object(first_up).exists(), "dry run removes nothing");
+    let lock = ws.read("workflows/chain.lock");
+    assert!(
+        removed.iter().all(|h| !lock.contains(h)),
+        "lock-file objects are kept"
+    );
+    // With the default grace everything is recent and kept.
+    let out = ws.run(&["gc", "--json"]);
+    let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(g["removed"].as_array().unwrap().len(), 0);
+}
+
+#[test]
+fn a_plugin_that_never_exits_is_stopped_at_its_timeout() {
+    let ws = Ws::new();
+    ws.plugin(
+        "hang",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\ntimeout: 0.5\n",
+        "trap '' TERM\nsleep 60\n",
+    );
+    ws.write(
+        "workflows/h.yaml",
+        "name: h\nsteps:\n  h:\n    plugin: hang\n",
+    );
+    let start = std::time::Instant::now();
+    let (code, j) = ws.run_json("workflows/h.yaml", &[]);
+    assert_eq!(code, 1);
+    assert!(start.elapsed() < Duration::from_secs(15));
+    assert!(
+        step(&j, "h")["error"]
+            .as_str()
+            .unwrap()
+            .contains("longer than its timeout"),
+        "{j}"
+    );
+}

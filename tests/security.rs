@@ -1,0 +1,333 @@
+//! Hostile input and misbehaving plugins: secrets stay secret, params are data not
+//! code, stray processes are reaped.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const CANARY: &str = "canary-7f3c9e1d-secret";
+
+/// `leaky`: reads `API_TOKEN`, prints it to stdout and stderr, and writes only its
+/// length to the output (so the test can tell the plugin really received it).
+const LEAKY_YAML: &str = "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: { file: len.txt } }\nsecrets: [API_TOKEN]\nparams: { fail: { type: bool, default: false } }\n";
+const LEAKY_SH: &str = r#"set -eu
+echo "token is $API_TOKEN"
+echo "debug: $API_TOKEN" >&2
+printf '{"note": "%s"}' "$API_TOKEN" > facets.json
+printf '%s' "${#API_TOKEN}" > "$PEDIGREE_OUTPUT_OUT"
+if [ "$PEDIGREE_PARAM_FAIL" = "true" ]; then exit 3; fi
+"#;
+
+fn files_containing(root: &std::path::Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            if meta.is_dir() {
+                stack.push(p);
+            } else if meta.is_file()
+                && let Ok(bytes) = std::fs::read(&p)
+                && bytes.windows(needle.len()).any(|w| w == needle)
+            {
+                hits.push(p.display().to_string());
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn a_secret_reaches_the_plugin_and_nothing_that_pedigree_writes() {
+    let ws = Ws::new();
+    ws.plugin("leaky", LEAKY_YAML, LEAKY_SH);
+    ws.write("workflows/s.yaml", "name: s\nsteps:\n  ok:\n    plugin: leaky\n  bad:\n    plugin: leaky\n    with: { fail: true }\n");
+    let out = ws
+        .cmd(&["run", "workflows/s.yaml", "--keep-going", "--json"])
+        .env("API_TOKEN", CANARY)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let len = step(&j, "ok")["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(len)).unwrap(),
+        CANARY.len().to_string(),
+        "the plugin got the secret"
+    );
+    assert!(
+        step(&j, "bad")["error"]
+            .as_str()
+            .unwrap()
+            .contains("[secret API_TOKEN]"),
+        "the failure shows the redacted tail: {j}"
+    );
+
+    // Everything pedigree produced: store, database (and its WAL), lock file, the
+    // command's own output, the logs `pedigree log` prints.
+    for cmd in [
+        vec!["log", "latest", "ok"],
+        vec!["log", "latest", "bad"],
+        vec!["show", "latest", "--json"],
+        vec!["runs", "--json"],
+    ] {
+        let o = ws.cmd(&cmd).env("API_TOKEN", CANARY).output().unwrap();
+        assert!(
+            !stdout(&o).contains(CANARY) && !stderr(&o).contains(CANARY),
+            "`pedigree {}` printed the secret",
+            cmd.join(" ")
+        );
+    }
+    assert!(!stdout(&out).contains(CANARY) && !stderr(&out).contains(CANARY));
+    let log = stdout(&ws.run(&["log", "latest", "ok"]));
+    assert!(log.contains("token is [secret API_TOKEN]"), "{log}");
+    let hits = files_containing(ws.path(), CANARY.as_bytes());
+    assert!(hits.is_empty(), "the secret was written to {hits:?}");
+
+    // Not part of the key: another value, same key, cached.
+    let out = ws
+        .cmd(&["run", "workflows/s.yaml", "--only", "ok", "--json"])
+        .env("API_TOKEN", "another-value")
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status_of(&j, "ok"), "cached");
+
+    // Unset: a clear failure, nothing run.
+    let out = ws
+        .cmd(&[
+            "run",
+            "workflows/s.yaml",
+            "--force",
+            "ok",
+            "--only",
+            "ok",
+            "--json",
+        ])
+        .env_remove("API_TOKEN")
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        step(&j, "ok")["error"]
+            .as_str()
+            .unwrap()
+            .contains("the secret `API_TOKEN` is not set"),
+        "{j}"
+    );
+}
+
+#[test]
+fn params_with_shell_metacharacters_are_data_not_code() {
+    let ws = Ws::new();
+    let evil = "x; touch pwned; $(touch pwned2) `touch pwned3` --help -rf";
+    ws.write(
+        "workflows/e.yaml",
+        &format!("name: e\ninputs: {{ text: data/text.txt }}\nsteps:\n  a:\n    plugin: upper\n    inputs: {{ src: inputs.text }}\n    with: {{ suffix: {} }}\n", serde_json::to_string(evil).unwrap()),
+    );
+    let (code, j) = ws.run_json("workflows/e.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let out = step(&j, "a")["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(out)).unwrap(),
+        format!("HELLO\nWORLD\n{evil}")
+    );
+    // No file named `pwned*` was created anywhere in the workspace.
+    let mut stack = vec![ws.path().to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            assert!(
+                !e.file_name().to_string_lossy().starts_with("pwned"),
+                "{} was created",
+                e.path().display()
+            );
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            }
+        }
+    }
+}
+
+#[test]
+fn a_daemon_forked_by_a_plugin_does_not_outlive_the_step() {
+    let ws = Ws::new();
+    ws.plugin(
+        "daemon",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsandbox: false\n",
+        "set -eu\n(sleep 300 & echo $! > \"$TEST_MARK_DIR/daemon.pid\") \necho ok > \"$PEDIGREE_OUTPUT_OUT\"\n",
+    );
+    // TEST_MARK_DIR is not declared by this plugin, so it is not in its environment:
+    // declare it through the workflow.
+    ws.write(
+        "workflows/d.yaml",
+        "name: d\nsteps:\n  d:\n    plugin: daemon\n    env: [TEST_MARK_DIR]\n",
+    );
+    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let pid: i32 = ws.read("marks/daemon.pid").trim().parse().unwrap();
+    let start = Instant::now();
+    loop {
+        // SAFETY: probing a pid with signal 0.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map(|s| s.contains(") Z "))
+                .unwrap_or(true);
+        if !alive {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the daemon {pid} survived its step"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn keep_going_runs_independent_steps_after_a_failure() {
+    let ws = Ws::new();
+    ws.write(
+        "workflows/k.yaml",
+        "name: k\ninputs: { text: data/text.txt }\nsteps:\n  bad:\n    plugin: upper\n    inputs: { src: inputs.text }\n    with: { fail: true }\n  after:\n    plugin: count\n    inputs: { src: bad.out }\n  other:\n    plugin: count\n    inputs: { src: inputs.text }\n",
+    );
+    let (code, j) = ws.run_json("workflows/k.yaml", &["--jobs", "1"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        status_of(&j, "other"),
+        "skipped",
+        "without --keep-going nothing new starts: {j}"
+    );
+    let (code, j) = ws.run_json("workflows/k.yaml", &["--jobs", "1", "--keep-going"]);
+    assert_eq!(code, 1);
+    assert_eq!(status_of(&j, "other"), "succeeded", "{j}");
+    assert_eq!(status_of(&j, "after"), "skipped");
+}
+
+#[test]
+fn jobs_run_independent_steps_at_the_same_time() {
+    let ws = Ws::new();
+    // Each step waits for the other's mark: only concurrent execution lets both finish.
+    ws.plugin(
+        "meet",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nparams: { me: { type: string }, other: { type: string } }\nenv: [TEST_MARK_DIR]\nsandbox: false\n",
+        "set -eu\ntouch \"$TEST_MARK_DIR/$PEDIGREE_PARAM_ME\"\ni=0\nwhile [ ! -e \"$TEST_MARK_DIR/$PEDIGREE_PARAM_OTHER\" ]; do i=$((i+1)); [ $i -lt 100 ] || exit 7; sleep 0.05; done\necho met > \"$PEDIGREE_OUTPUT_OUT\"\n",
+    );
+    ws.write("workflows/j.yaml", "name: j\nsteps:\n  x:\n    plugin: meet\n    with: { me: x, other: y }\n  y:\n    plugin: meet\n    with: { me: y, other: x }\n");
+    let (code, j) = ws.run_json("workflows/j.yaml", &["--jobs", "2"]);
+    assert_eq!(code, 0, "{j}");
+}
+
+#[test]
+fn a_plugin_cannot_write_outside_its_scratch_folder() {
+    if pedigree::steps::sandbox::abi().is_none() {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let ws = Ws::new();
+    let target = ws.path().join("workflows/data/text.txt");
+    let script = format!(
+        "set -eu\necho tampered > {} || echo \"blocked: $?\" >&2\necho done > \"$PEDIGREE_OUTPUT_OUT\"\n",
+        target.display()
+    );
+    ws.plugin(
+        "vandal",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\n",
+        &script,
+    );
+    ws.plugin(
+        "trusted",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsandbox: false\n",
+        &script,
+    );
+    ws.write(
+        "workflows/v.yaml",
+        "name: v\nsteps:\n  v:\n    plugin: vandal\n",
+    );
+    let (code, j) = ws.run_json("workflows/v.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(
+        ws.read("workflows/data/text.txt"),
+        "hello\nworld\n",
+        "the workspace file is untouched"
+    );
+    let log = stdout(&ws.run(&["log", "latest", "v"]));
+    assert!(log.contains("Permission denied"), "{log}");
+
+    // A plugin that opts out (`sandbox: false`, part of its hashed manifest) can.
+    ws.write(
+        "workflows/t.yaml",
+        "name: t\nsteps:\n  t:\n    plugin: trusted\n",
+    );
+    let (code, _) = ws.run_json("workflows/t.yaml", &[]);
+    assert_eq!(code, 0);
+    assert_eq!(ws.read("workflows/data/text.txt"), "tampered\n");
+}
+
+#[test]
+fn symlinked_empty_and_truncated_objects_are_detected() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new();
+    let (_, j) = ws.run_json("workflows/chain.yaml", &[]);
+    let up = step(&j, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let cnt = step(&j, "cnt")["outputs"]["n"].as_str().unwrap().to_owned();
+    let both = step(&j, "both")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // up: replaced by a symlink to a file with the same bytes; cnt: emptied; both: truncated.
+    let decoy = ws.path().join("decoy");
+    std::fs::copy(ws.object(&up), &decoy).unwrap();
+    std::fs::remove_file(ws.object(&up)).unwrap();
+    std::os::unix::fs::symlink(&decoy, ws.object(&up)).unwrap();
+    for (h, keep) in [(&cnt, 0usize), (&both, 3)] {
+        let p = ws.object(h);
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..keep.min(bytes.len())]).unwrap();
+    }
+    let out = ws.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for h in [&up, &cnt, &both] {
+        assert!(
+            text.contains(&format!("object {h} is corrupt")),
+            "{h} not reported:\n{text}"
+        );
+    }
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert!(
+        statuses(&j).iter().all(|(_, s)| s == "succeeded"),
+        "every damaged hit reran: {j}"
+    );
+    assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
+}
+
+#[test]
+fn a_damaged_lineage_database_is_reported_not_papered_over() {
+    let ws = Ws::new();
+    ws.run_json("workflows/chain.yaml", &[]);
+    let db = ws.path().join(".pedigree/lineage.db");
+    // Checkpoint-free damage: overwrite the header of the main file.
+    let mut bytes = std::fs::read(&db).unwrap();
+    bytes[..16].copy_from_slice(b"not a database!!");
+    std::fs::write(&db, &bytes).unwrap();
+    let _ = std::fs::remove_file(ws.path().join(".pedigree/lineage.db-wal"));
+    let _ = std::fs::remove_file(ws.path().join(".pedigree/lineage.db-shm"));
+    let out = ws.run(&["run", "workflows/chain.yaml"]);
+    assert_ne!(out.status.code(), Some(0));
+    let err = stderr(&out);
+    assert!(
+        err.contains("lineage.db"),
+        "the message names the database: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let out = ws.run(&["verify"]);
+    assert_ne!(out.status.code(), Some(0));
+}

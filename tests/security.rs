@@ -151,23 +151,8 @@ fn params_with_shell_metacharacters_are_data_not_code() {
     }
 }
 
-#[test]
-fn a_daemon_forked_by_a_plugin_does_not_outlive_the_step() {
-    let ws = Ws::new();
-    ws.plugin(
-        "daemon",
-        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsandbox: false\n",
-        "set -eu\n(sleep 300 & echo $! > \"$TEST_MARK_DIR/daemon.pid\") \necho ok > \"$PEDIGREE_OUTPUT_OUT\"\n",
-    );
-    // TEST_MARK_DIR is not declared by this plugin, so it is not in its environment:
-    // declare it through the workflow.
-    ws.write(
-        "workflows/d.yaml",
-        "name: d\nsteps:\n  d:\n    plugin: daemon\n    env: [TEST_MARK_DIR]\n",
-    );
-    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
-    assert_eq!(code, 0, "{j}");
-    let pid: i32 = ws.read("marks/daemon.pid").trim().parse().unwrap();
+/// Wait up to five seconds for `pid` to be gone (or a zombie nobody reaped yet).
+fn assert_dies(pid: i32, what: &str) {
     let start = Instant::now();
     loop {
         // SAFETY: probing a pid with signal 0.
@@ -176,14 +161,81 @@ fn a_daemon_forked_by_a_plugin_does_not_outlive_the_step() {
                 .map(|s| s.contains(") Z "))
                 .unwrap_or(true);
         if !alive {
-            break;
+            return;
         }
         assert!(
             start.elapsed() < Duration::from_secs(5),
-            "the daemon {pid} survived its step"
+            "{what} (pid {pid}) survived"
         );
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+fn read_pid(ws: &Ws, rel: &str) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Ok(s) = std::fs::read_to_string(ws.path().join(rel))
+            && let Ok(pid) = s.trim().parse()
+        {
+            return pid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no {rel}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `daemon`: starts a daemon in a new session (out of the step's process group,
+/// as a real daemon does), records pids in `$TEST_MARK_DIR`, then either exits or
+/// sleeps (`linger: true`).
+const DAEMON_YAML: &str = "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nparams: { linger: { type: bool, default: false } }\nenv: [TEST_MARK_DIR]\nsandbox: false\n";
+const DAEMON_SH: &str = "set -eu\nsetsid sh -c 'echo $$ > \"$TEST_MARK_DIR/daemon.tmp\"; mv \"$TEST_MARK_DIR/daemon.tmp\" \"$TEST_MARK_DIR/daemon.pid\"; exec sleep 300' </dev/null >/dev/null 2>&1 &\nwhile [ ! -e \"$TEST_MARK_DIR/daemon.pid\" ]; do sleep 0.01; done\necho $$ > \"$TEST_MARK_DIR/main.pid\"\nif [ \"$PEDIGREE_PARAM_LINGER\" = true ]; then sleep 300; fi\necho ok > \"$PEDIGREE_OUTPUT_OUT\"\n";
+
+#[test]
+fn a_daemon_that_leaves_the_step_s_process_group_does_not_outlive_the_step() {
+    let ws = Ws::new();
+    ws.plugin("daemon", DAEMON_YAML, DAEMON_SH);
+    ws.write(
+        "workflows/d.yaml",
+        "name: d\nsteps:\n  d:\n    plugin: daemon\n",
+    );
+    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert_dies(read_pid(&ws, "marks/daemon.pid"), "the setsid daemon");
+}
+
+#[test]
+fn a_sigkilled_orchestrator_leaves_no_step_process_behind() {
+    let ws = Ws::new();
+    ws.plugin("daemon", DAEMON_YAML, DAEMON_SH);
+    ws.write(
+        "workflows/d.yaml",
+        "name: d\nsteps:\n  d:\n    plugin: daemon\n    with: { linger: true }\n",
+    );
+    let mut run = ws
+        .cmd(&["run", "workflows/d.yaml"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let main = read_pid(&ws, "marks/main.pid");
+    let daemon = read_pid(&ws, "marks/daemon.pid");
+    run.kill().unwrap();
+    run.wait().unwrap();
+    let killed = Instant::now();
+    assert_dies(main, "the step's main process");
+    assert_dies(daemon, "the step's setsid daemon");
+    assert!(
+        killed.elapsed() < Duration::from_secs(2),
+        "cleanup took {:?}",
+        killed.elapsed()
+    );
+    // Nothing to unlock by hand: the next run computes the step.
+    ws.write(
+        "workflows/d.yaml",
+        "name: d\nsteps:\n  d:\n    plugin: daemon\n",
+    );
+    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
 }
 
 #[test]
@@ -264,6 +316,44 @@ fn a_plugin_cannot_write_outside_its_scratch_folder() {
     let (code, _) = ws.run_json("workflows/t.yaml", &[]);
     assert_eq!(code, 0);
     assert_eq!(ws.read("workflows/data/text.txt"), "tampered\n");
+}
+
+#[test]
+fn a_plugin_cannot_read_outside_the_workspace_or_the_lineage_database() {
+    if pedigree::steps::sandbox::abi().is_none() {
+        eprintln!("skipped: this kernel has no Landlock");
+        return;
+    }
+    let ws = Ws::new();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let private = elsewhere.path().join("id_rsa");
+    std::fs::write(&private, "PRIVATE KEY").unwrap();
+    ws.plugin(
+        "snoop",
+        "command: [sh, \"${plugin}/run.sh\"]\ninputs: { src: {} }\noutputs: { out: {} }\nparams: { target: { type: string } }\n",
+        "probe() { if cat \"$1\" > /dev/null 2>&1; then echo \"$2 read\"; else echo \"$2 denied\"; fi; }\n\
+         { probe \"$PEDIGREE_INPUT_SRC\" input\n\
+           probe \"$PEDIGREE_PARAM_TARGET\" outside\n\
+           probe ../../../lineage.db database\n\
+           probe \"$(dirname \"$PEDIGREE_PLUGIN_DIR\")/../workflows/data/text.txt\" workspace\n\
+           probe /etc/passwd system\n\
+         } > \"$PEDIGREE_OUTPUT_OUT\"\n",
+    );
+    ws.write(
+        "workflows/s.yaml",
+        &format!(
+            "name: s\ninputs: {{ text: data/text.txt }}\nsteps:\n  s:\n    plugin: snoop\n    inputs: {{ src: inputs.text }}\n    with: {{ target: \"{}\" }}\n",
+            private.display()
+        ),
+    );
+    let (code, j) = ws.run_json("workflows/s.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    assert!(ws.path().join(".pedigree/lineage.db").exists());
+    let out = step(&j, "s")["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(out)).unwrap(),
+        "input read\noutside denied\ndatabase denied\nworkspace read\nsystem read\n"
+    );
 }
 
 #[test]

@@ -155,6 +155,19 @@ pub enum Command {
     /// Run a built-in step kind (used by `pedigree run`; not for people).
     #[command(name = "__builtin", hide = true)]
     Builtin { kind: String },
+    /// Run a step's command and own its process tree (used by `pedigree run`).
+    #[command(name = "__supervise", hide = true)]
+    Supervise {
+        /// The orchestrator's pid: nothing starts if it is gone already.
+        #[arg(long)]
+        parent: i32,
+        /// Milliseconds between SIGTERM and SIGKILL when the step is stopped.
+        #[arg(long)]
+        grace_ms: u64,
+        /// The step's command.
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+        argv: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Entry point of the binary.
@@ -163,6 +176,18 @@ pub fn main() -> ExitCode {
     if let Command::Builtin { kind } = &cli.command {
         // A built-in step in its own process: no runtime, no workspace.
         return crate::steps::builtin::main(kind);
+    }
+    if let Command::Supervise {
+        parent,
+        grace_ms,
+        argv,
+    } = &cli.command
+    {
+        return crate::steps::supervise::main(
+            *parent,
+            std::time::Duration::from_millis(*grace_ms),
+            argv,
+        );
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -190,7 +215,9 @@ pub fn main() -> ExitCode {
             Command::SampleData(a) => sample::run(a).await,
             Command::Recommend(a) => recommend::run(a, &cli.global).await,
             Command::Tui(a) => tui::run(a, &cli.global).await,
-            Command::Builtin { .. } => unreachable!("handled before the runtime starts"),
+            Command::Builtin { .. } | Command::Supervise { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match result {

@@ -1171,18 +1171,24 @@ async fn run_step(
     }
 
     let sandbox = if step.spec.sandbox {
-        match crate::steps::sandbox::Sandbox::new(&[&scratch]) {
+        let policy = crate::steps::sandbox::Policy::for_step(
+            &scratch,
+            &ctx.ws.root,
+            &step.spec.read,
+            std::env::var("PATH").ok().as_deref(),
+        );
+        match crate::steps::sandbox::Sandbox::new(&policy) {
             Ok(Some(s)) => Some(Arc::new(s)),
             Ok(None) => {
                 warn_once(
                     ctx,
-                    "this kernel has no Landlock: plugins run without the write sandbox",
+                    "this kernel has no Landlock: plugins run without the file sandbox",
                 );
                 None
             }
             Err(e) => {
                 return Err(PluginFailed::new(format!(
-                    "cannot set up the write sandbox: {e}"
+                    "cannot set up the file sandbox: {e}"
                 )));
             }
         }
@@ -1198,6 +1204,7 @@ async fn run_step(
         log_path: log_path.clone(),
         cancel: ctx.cancel.clone(),
         sandbox,
+        supervisor: std::env::current_exe().ok(),
     })
     .await;
     let mut outcome = match outcome {

@@ -1,6 +1,7 @@
-//! Running an external command for a step: its own process group, a cleared
+//! Running an external command for a step: under a supervisor (see
+//! [`super::supervise`]) that owns its whole process tree, with a cleared
 //! environment, a captured and size-capped log, a timeout and cancellation that
-//! take the whole process group down (SIGTERM, then SIGKILL after a grace period).
+//! take the whole tree down (SIGTERM, then SIGKILL after a grace period).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -28,8 +29,12 @@ pub struct Invocation<'a> {
     pub timeout: Duration,
     pub log_path: PathBuf,
     pub cancel: watch::Receiver<bool>,
-    /// Confine the process's writes (see [`super::sandbox`]).
+    /// Confine the process's file access (see [`super::sandbox`]).
     pub sandbox: Option<Arc<super::sandbox::Sandbox>>,
+    /// The pedigree executable, to run the command under `__supervise`. Without
+    /// it the command runs directly: its process group is still taken down, but a
+    /// daemon that leaves the group, or outlives a SIGKILLed orchestrator, escapes.
+    pub supervisor: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,25 +99,66 @@ fn signal_group(pgid: i32, sig: i32) {
     }
 }
 
+/// Sends SIGTERM to the supervisor if the run is abandoned (its future dropped)
+/// before the step finished, so the supervisor still takes the tree down.
+struct StopOnDrop(Option<i32>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        if let Some(pid) = self.0 {
+            // SAFETY: signalling our own unreaped child; the pid cannot be reused.
+            unsafe {
+                libc::kill(pid, libc::SIGTERM);
+            }
+        }
+    }
+}
+
 /// Run the command to completion, timeout or cancellation.
 pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     let log = std::fs::File::create(&inv.log_path)?;
-    let mut cmd = Command::new(&inv.argv[0]);
-    cmd.args(&inv.argv[1..])
-        .current_dir(inv.cwd)
+    let supervised = inv.supervisor.is_some();
+    let mut cmd = match &inv.supervisor {
+        Some(exe) => {
+            let mut c = Command::new(exe);
+            c.arg("__supervise")
+                .arg("--parent")
+                .arg(std::process::id().to_string())
+                .arg("--grace-ms")
+                .arg(KILL_GRACE.as_millis().to_string())
+                .arg("--")
+                .args(inv.argv);
+            c
+        }
+        None => {
+            let mut c = Command::new(&inv.argv[0]);
+            c.args(&inv.argv[1..]);
+            c
+        }
+    };
+    cmd.current_dir(inv.cwd)
         .env_clear()
         .envs(&inv.env)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe; it asks the kernel to SIGKILL the child if
-    // the thread that spawned it dies, so a killed orchestrator leaves no step behind.
+        // A supervisor is stopped with SIGTERM (below), never killed outright:
+        // killing it would orphan the tree it owns.
+        .kill_on_drop(!supervised);
+    // The death signal: the kernel sends it when the thread that spawned the child
+    // dies, so a killed orchestrator leaves no step behind. A supervisor gets the
+    // catchable SIGTERM and cleans up; a bare command gets SIGKILL.
+    let death = if supervised {
+        libc::SIGTERM
+    } else {
+        libc::SIGKILL
+    };
     let sandbox = inv.sandbox.clone();
+    // SAFETY: prctl and the Landlock calls are async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::prctl(libc::PR_SET_PDEATHSIG, death);
             if let Some(s) = &sandbox {
                 s.restrict_self()?;
             }
@@ -121,6 +167,7 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     }
     let mut child = cmd.spawn()?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
+    let mut guard = StopOnDrop((supervised && pgid > 0).then_some(pgid));
     crate::failpoint::hit("plugin-running");
     let sink = Arc::new(Mutex::new(LogSink {
         file: log,
@@ -152,14 +199,15 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
             }
         }
         _ = tokio::time::sleep(inv.timeout) => {
-            stop(&mut child, pgid).await;
+            stop(&mut child, pgid, supervised).await;
             Exit::TimedOut(inv.timeout)
         }
         _ = async { while !*cancel.borrow_and_update() { if cancel.changed().await.is_err() { std::future::pending::<()>().await } } } => {
-            stop(&mut child, pgid).await;
+            stop(&mut child, pgid, supervised).await;
             Exit::Cancelled
         }
     };
+    guard.0 = None;
     // Anything the step left running in its group (daemons, stragglers) goes too.
     if pgid > 0 {
         signal_group(pgid, libc::SIGKILL);
@@ -182,14 +230,18 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     })
 }
 
-async fn stop(child: &mut tokio::process::Child, pgid: i32) {
+async fn stop(child: &mut tokio::process::Child, pgid: i32, supervised: bool) {
     if pgid > 0 {
         signal_group(pgid, libc::SIGTERM);
     }
-    if tokio::time::timeout(KILL_GRACE, child.wait())
-        .await
-        .is_err()
-    {
+    // A supervisor spends the grace period itself, then kills the tree: give it
+    // that long and a little more before taking it down.
+    let wait = if supervised {
+        KILL_GRACE + Duration::from_secs(2)
+    } else {
+        KILL_GRACE
+    };
+    if tokio::time::timeout(wait, child.wait()).await.is_err() {
         if pgid > 0 {
             signal_group(pgid, libc::SIGKILL);
         }
@@ -218,6 +270,7 @@ mod tests {
             log_path: dir.join("log"),
             cancel,
             sandbox: None,
+            supervisor: None,
         }
     }
 
@@ -319,7 +372,14 @@ mod tests {
             out = d.path().display()
         ));
         let mut i = inv(&argv, &inside, Duration::from_secs(10), rx);
-        i.sandbox = crate::steps::sandbox::Sandbox::new(&[&inside])
+        let policy = crate::steps::sandbox::Policy {
+            read_write: vec![inside.clone()],
+            read: ["/usr", "/bin", "/lib", "/lib64", "/etc"]
+                .map(PathBuf::from)
+                .to_vec(),
+            list: vec![],
+        };
+        i.sandbox = crate::steps::sandbox::Sandbox::new(&policy)
             .unwrap()
             .map(Arc::new);
         let o = run(i).await.unwrap();

@@ -7,6 +7,7 @@ pub mod exec;
 pub mod plugin;
 pub mod protocol;
 pub mod sandbox;
+pub mod supervise;
 
 /// The built-in step kinds the design names. Those not in [`builtin::lookup`] yet
 /// give a clear "not available yet" error instead of a stub.

@@ -36,9 +36,12 @@ struct RawManifest {
     env: Vec<String>,
     #[serde(default)]
     secrets: Vec<String>,
-    /// Confine the plugin's writes to its scratch folder (Landlock). On by default.
+    /// Confine the plugin's file access (Landlock). On by default.
     #[serde(default = "yes")]
     sandbox: bool,
+    /// Absolute folders outside the workspace the sandboxed plugin may read.
+    #[serde(default)]
+    read: Vec<String>,
     #[serde(default)]
     timeout: Option<f64>,
 }
@@ -122,8 +125,10 @@ pub struct StepSpec {
     pub env: Vec<String>,
     /// Env vars the step reads that are secret: passed, never hashed or recorded.
     pub secrets: Vec<String>,
-    /// Writes confined to the step's scratch folder (plugins, unless they opt out).
+    /// File access confined by [`super::sandbox`] (plugins, unless they opt out).
     pub sandbox: bool,
+    /// Extra absolute folders a sandboxed step may read (`read:` in `plugin.yaml`).
+    pub read: Vec<PathBuf>,
     pub timeout: Duration,
 }
 
@@ -206,6 +211,7 @@ fn manifest_example(path: &YamlPath) -> Option<&'static str> {
         ("params", 3) => "`type: int` (string, int, float, bool, list, map or any)",
         ("env", _) => "`env: [SOME_VAR]`",
         ("timeout", 1) => "`timeout: 600`",
+        ("read", _) => "`read: [/opt/models]`",
         _ => return None,
     })
 }
@@ -385,6 +391,19 @@ impl StepSpec {
                 ));
             }
         };
+        let mut read = Vec::with_capacity(raw.read.len());
+        for (i, r) in raw.read.iter().enumerate() {
+            let p = PathBuf::from(r);
+            if !p.is_absolute() || r.contains('\0') {
+                return Err(err(
+                    root.join("read").join(i),
+                    Part::Value,
+                    format!("`{r}` is not an absolute folder path"),
+                    "give absolute paths, e.g. `read: [/opt/models]`; the workspace is readable already",
+                ));
+            }
+            read.push(p);
+        }
         let files = hash_folder(&dir).map_err(|e| {
             Diagnostic::new(format!(
                 "cannot hash plugin folder `{}`: {e}",
@@ -405,6 +424,7 @@ impl StepSpec {
             env: raw.env,
             secrets: raw.secrets,
             sandbox: raw.sandbox,
+            read,
             timeout,
         })
     }

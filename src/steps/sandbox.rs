@@ -1,21 +1,33 @@
-//! A write sandbox for plugin processes, with Linux Landlock: a plugin may read
-//! anything it could read before, but create, modify or delete files only inside
-//! its scratch folder (and write to devices such as `/dev/null`). A plugin that
-//! tries to write into the workspace, the store or the user's home gets `EACCES`.
+//! A filesystem sandbox for plugin processes, with Linux Landlock. A sandboxed
+//! plugin may:
 //!
-//! The ruleset is built in the parent; the child only calls `prctl` and
+//! - read, write, create and delete under its scratch folder;
+//! - read (not write) the workspace's own files, except the `.pedigree/` folder,
+//!   where only `objects/` is readable (its inputs are links into it);
+//! - read and execute the system (`/usr`, `/etc`, `/proc`, …), the folders on its
+//!   `PATH` and their toolchain prefixes (the parent of a `bin`, `sbin` or `shims`
+//!   folder, so a pyenv or virtualenv interpreter finds its libraries), the `read:`
+//!   folders its manifest declares, and the pedigree executable (the step
+//!   supervisor);
+//! - read and write existing devices (`/dev/null`, ttys).
+//!
+//! Everything else, the user's home, other workspaces and `/tmp` among them, gives
+//! `EACCES`. The ruleset is built in the parent; the child only calls `prctl` and
 //! `landlock_restrict_self` between `fork` and `exec`. On kernels without Landlock
-//! the step runs unsandboxed and the run says so once.
+//! the step runs unconfined and the run says so once.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 const CREATE_RULESET_VERSION: u32 = 1;
 const RULE_PATH_BENEATH: u32 = 1;
 
+const EXECUTE: u64 = 1 << 0;
 const WRITE_FILE: u64 = 1 << 1;
+const READ_FILE: u64 = 1 << 2;
+const READ_DIR: u64 = 1 << 3;
 const REMOVE_DIR: u64 = 1 << 4;
 const REMOVE_FILE: u64 = 1 << 5;
 const MAKE_CHAR: u64 = 1 << 6;
@@ -70,12 +82,86 @@ fn open_path(p: &Path) -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Folders readable by every sandboxed step: the system a program needs to start.
+const SYSTEM: &[&str] = &[
+    "/usr",
+    "/bin",
+    "/sbin",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/etc",
+    "/opt",
+    "/proc",
+    "/sys",
+    "/nix/store",
+];
+
+/// What a sandboxed step may touch (see the module documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Read, write, create, delete.
+    pub read_write: Vec<PathBuf>,
+    /// Read and execute.
+    pub read: Vec<PathBuf>,
+    /// List the folder tree (names only, no file contents).
+    pub list: Vec<PathBuf>,
+}
+
+impl Policy {
+    /// The policy of one step: `scratch` writable; the workspace (but not
+    /// `.pedigree/` beyond `objects/`), the system, `path_var`'s folders, `extra`
+    /// and the running executable readable.
+    pub fn for_step(
+        scratch: &Path,
+        workspace: &Path,
+        extra: &[PathBuf],
+        path_var: Option<&str>,
+    ) -> Policy {
+        let mut read: Vec<PathBuf> = SYSTEM.iter().map(PathBuf::from).collect();
+        if let Ok(entries) = std::fs::read_dir(workspace) {
+            for e in entries.flatten() {
+                if e.file_name() != ".pedigree" {
+                    read.push(e.path());
+                }
+            }
+        }
+        read.push(workspace.join(".pedigree").join("objects"));
+        for dir in std::env::split_paths(path_var.unwrap_or_default()) {
+            if !dir.is_absolute() {
+                continue;
+            }
+            let prefix = matches!(
+                dir.file_name().and_then(|n| n.to_str()),
+                Some("bin" | "sbin" | "shims")
+            );
+            if prefix && let Some(parent) = dir.parent().filter(|p| *p != Path::new("/")) {
+                read.push(parent.to_owned());
+            }
+            read.push(dir);
+        }
+        read.extend(extra.iter().cloned());
+        if let Ok(exe) = std::env::current_exe() {
+            read.push(exe);
+        }
+        Policy {
+            read_write: vec![scratch.to_owned()],
+            read,
+            list: vec![workspace.to_owned()],
+        }
+    }
+}
+
 impl Sandbox {
-    /// Writes allowed under `writable` (all write rights) and to existing files
-    /// under `/dev` (write only). `None` when the kernel has no Landlock.
-    pub fn new(writable: &[&Path]) -> std::io::Result<Option<Sandbox>> {
+    /// The ruleset for `policy`, plus read and write access to existing devices
+    /// under `/dev`. `None` when the kernel has no Landlock.
+    pub fn new(policy: &Policy) -> std::io::Result<Option<Sandbox>> {
         let Some(abi) = abi() else { return Ok(None) };
-        let mut all = WRITE_FILE
+        let mut all = EXECUTE
+            | WRITE_FILE
+            | READ_FILE
+            | READ_DIR
             | REMOVE_DIR
             | REMOVE_FILE
             | MAKE_CHAR
@@ -108,13 +194,24 @@ impl Sandbox {
         }
         // SAFETY: the syscall returned a new descriptor we own.
         let ruleset = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-        let file_rights = WRITE_FILE | if abi >= 3 { TRUNCATE } else { 0 };
-        let mut rules: Vec<(&Path, u64)> = writable.iter().map(|p| (*p, all)).collect();
-        rules.push((Path::new("/dev"), file_rights));
+        let truncate = if abi >= 3 { TRUNCATE } else { 0 };
+        // Rights that make sense on a file (not a folder) rule.
+        let file_only = EXECUTE | WRITE_FILE | READ_FILE | truncate;
+        let read = EXECUTE | READ_FILE | READ_DIR;
+        let mut rules: Vec<(&Path, u64)> = Vec::new();
+        rules.extend(policy.read.iter().map(|p| (p.as_path(), read)));
+        rules.extend(policy.read_write.iter().map(|p| (p.as_path(), all)));
+        rules.push((
+            Path::new("/dev"),
+            READ_FILE | READ_DIR | WRITE_FILE | truncate,
+        ));
+        rules.extend(policy.list.iter().map(|p| (p.as_path(), READ_DIR)));
         for (path, rights) in rules {
+            // A folder that does not exist (no `/lib32` here) needs no rule.
             let Ok(dir) = open_path(path) else { continue };
+            let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
             let rule = PathBeneathAttr {
-                allowed_access: rights,
+                allowed_access: if is_dir { rights } else { rights & file_only },
                 parent_fd: dir.as_raw_fd(),
             };
             // SAFETY: rule is a valid path-beneath attribute; both fds are open.
@@ -128,7 +225,8 @@ impl Sandbox {
                 )
             };
             if r < 0 {
-                return Err(std::io::Error::last_os_error());
+                let e = std::io::Error::last_os_error();
+                return Err(std::io::Error::other(format!("{}: {e}", path.display())));
             }
         }
         Ok(Some(Sandbox { ruleset }))

@@ -131,6 +131,7 @@ impl Kind {
             secrets: Vec::new(),
             // Built-ins are pedigree's own code; `publish` writes to `registry/`.
             sandbox: false,
+            read: Vec::new(),
             timeout: self.timeout,
         })
     }

@@ -1,6 +1,9 @@
 //! The crash campaign: kill `pedigree run` at every named point of the commit path
-//! and at random moments, then check that nothing was lost or corrupted and that
-//! the next run reuses what was committed and finishes the rest.
+//! and at random moments, then check that nothing was lost or corrupted, that no
+//! step process outlived the orchestrator, and that the next run reuses what was
+//! committed, finishes the rest and stores exactly the outputs of an uninterrupted
+//! run. Two workflows: shell plugins with a folder output, and the built-in data
+//! steps (clean → dedupe → impute), whose Parquet writes the kills land inside.
 //!
 //! `PEDIGREE_CRASH_TRIALS` sets the number of random-moment trials (default 12;
 //! run with 1000 for the full campaign: `PEDIGREE_CRASH_TRIALS=1000 cargo test
@@ -9,10 +12,13 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Stdio;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::*;
+use serde_json::Value as Json;
 
 /// A four-step workflow with a folder output, so trees are in the commit path too.
 const WF: &str = r#"
@@ -40,11 +46,132 @@ const SPLIT_YAML: &str =
     "command: [sh, \"${plugin}/run.sh\"]\ninputs: { src: {} }\noutputs: { parts: { dir: true } }\n";
 const SPLIT_SH: &str = "set -eu\nmkdir -p \"$PEDIGREE_OUTPUT_PARTS\"\ni=0\nwhile IFS= read -r line; do i=$((i+1)); printf '%s\\n' \"$line\" > \"$PEDIGREE_OUTPUT_PARTS/$i.txt\"; done < \"$PEDIGREE_INPUT_SRC\"\n";
 
-fn workspace() -> Ws {
-    let ws = Ws::new();
-    ws.plugin("split", SPLIT_YAML, SPLIT_SH);
-    ws.write("workflows/crashy.yaml", WF);
-    ws
+/// Which workflow a trial runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Flavour {
+    /// `crashy`: four shell-plugin steps.
+    Plugins,
+    /// `data`: the built-in clean → dedupe → impute on a small generated log.
+    Builtins,
+}
+
+impl Flavour {
+    fn workflow(self) -> &'static str {
+        match self {
+            Flavour::Plugins => "workflows/crashy.yaml",
+            Flavour::Builtins => "workflows/data.yaml",
+        }
+    }
+
+    /// The input file a warm-cache trial touches.
+    fn input(self) -> &'static str {
+        match self {
+            Flavour::Plugins => "workflows/data/text.txt",
+            Flavour::Builtins => "workflows/data/log/items.csv",
+        }
+    }
+
+    fn workspace(self) -> Ws {
+        let ws = Ws::new();
+        match self {
+            Flavour::Plugins => {
+                ws.plugin("split", SPLIT_YAML, SPLIT_SH);
+                ws.write("workflows/crashy.yaml", WF);
+            }
+            Flavour::Builtins => {
+                let log = data_log();
+                for f in ["events.csv", "items.csv"] {
+                    let to = ws.path().join("workflows/data/log").join(f);
+                    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                    std::fs::copy(log.path().join(f), to).unwrap();
+                }
+                let wf = std::fs::read_to_string(
+                    Path::new(env!("CARGO_MANIFEST_DIR")).join("workflows/ecommerce-data.yaml"),
+                )
+                .unwrap()
+                .replace("data/sample/", "data/log/");
+                ws.write("workflows/data.yaml", &wf);
+            }
+        }
+        ws
+    }
+
+    /// Every step's outputs after an uninterrupted run, computed once.
+    fn reference(self) -> &'static BTreeMap<String, Json> {
+        static PLUGINS: OnceLock<BTreeMap<String, Json>> = OnceLock::new();
+        static BUILTINS: OnceLock<BTreeMap<String, Json>> = OnceLock::new();
+        let cell = match self {
+            Flavour::Plugins => &PLUGINS,
+            Flavour::Builtins => &BUILTINS,
+        };
+        cell.get_or_init(|| {
+            let ws = self.workspace();
+            let (code, j) = ws.run_json(self.workflow(), &[]);
+            assert_eq!(code, 0, "the reference run failed: {j}");
+            outputs_of(&j)
+        })
+    }
+}
+
+/// A small event log from `pedigree sample-data`, generated once per test binary.
+fn data_log() -> &'static tempfile::TempDir {
+    static LOG: OnceLock<tempfile::TempDir> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["sample-data", "--users", "80", "--items", "60", "--events"])
+            .args(["6000", "--seed", "11", "--out"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        dir
+    })
+}
+
+/// step → its outputs (slot → hash), from `run --json`.
+fn outputs_of(j: &Json) -> BTreeMap<String, Json> {
+    j["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap_or_default().to_owned(),
+                s["outputs"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// Wait until no process has its working folder inside the workspace: a step
+/// process that outlived its orchestrator would.
+fn assert_no_process_left_in(ws: &Ws, what: &str) {
+    let root = std::fs::canonicalize(ws.path()).unwrap();
+    let start = Instant::now();
+    loop {
+        let left: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.parse::<u32>().is_ok())
+            })
+            .filter(|e| {
+                std::fs::read_link(e.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&root))
+            })
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "{what}: processes {left:?} outlived the orchestrator"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// What the lineage database says about the latest run, step by step.
@@ -69,11 +196,14 @@ fn steps_of_run(ws: &Ws, run: &str) -> BTreeMap<String, (String, usize)> {
 
 /// The invariants after a kill, then a rerun that must finish and reuse the
 /// steps that the killed run committed.
-fn check_after_kill(ws: &Ws, what: &str) {
+fn check_after_kill(ws: &Ws, flavour: Flavour, what: &str) {
+    assert_no_process_left_in(ws, what);
+    let wf = flavour.workflow();
     // Killed before the workspace existed: nothing to check but the rerun.
     if !ws.path().join(".pedigree/lineage.db").exists() {
-        let (code, j) = ws.run_json("workflows/crashy.yaml", &[]);
+        let (code, j) = ws.run_json(wf, &[]);
         assert_eq!(code, 0, "{what}: the rerun after the kill failed: {j}");
+        assert_eq!(&outputs_of(&j), flavour.reference(), "{what}");
         return;
     }
     let verify = ws.run(&["verify"]);
@@ -106,7 +236,7 @@ fn check_after_kill(ws: &Ws, what: &str) {
         None => Vec::new(),
     };
 
-    let (code, j) = ws.run_json("workflows/crashy.yaml", &[]);
+    let (code, j) = ws.run_json(wf, &[]);
     assert_eq!(code, 0, "{what}: the rerun after the kill failed: {j}");
     for name in &committed {
         assert_eq!(
@@ -115,12 +245,19 @@ fn check_after_kill(ws: &Ws, what: &str) {
             "{what}: `{name}` was committed before the kill but recomputed: {j}"
         );
     }
-    // The outputs are right, not just present.
-    let a = step(&j, "a")["outputs"]["out"].as_str().unwrap();
+    // The outputs are right, not just present: those of an uninterrupted run.
     assert_eq!(
-        std::fs::read_to_string(ws.object(a)).unwrap(),
-        "HELLO\nWORLD\n"
+        &outputs_of(&j),
+        flavour.reference(),
+        "{what}: the outputs differ from an uninterrupted run's"
     );
+    if flavour == Flavour::Plugins {
+        let a = step(&j, "a")["outputs"]["out"].as_str().unwrap();
+        assert_eq!(
+            std::fs::read_to_string(ws.object(a)).unwrap(),
+            "HELLO\nWORLD\n"
+        );
+    }
     let verify = ws.run(&["verify"]);
     assert_eq!(
         verify.status.code(),
@@ -144,9 +281,14 @@ fn killed_at_every_named_point_loses_nothing() {
         if point == "gc-removing" {
             continue;
         }
-        let ws = workspace();
+        let flavour = if point.starts_with("builtin-") {
+            Flavour::Builtins
+        } else {
+            Flavour::Plugins
+        };
+        let ws = flavour.workspace();
         let out = ws
-            .cmd(&["run", "workflows/crashy.yaml"])
+            .cmd(&["run", flavour.workflow()])
             .env("PEDIGREE_FAILPOINT", point)
             .output()
             .unwrap();
@@ -155,13 +297,13 @@ fn killed_at_every_named_point_loses_nothing() {
             Some(libc::SIGKILL),
             "the process did not reach the point `{point}`"
         );
-        check_after_kill(&ws, point);
+        check_after_kill(&ws, flavour, point);
     }
 }
 
 #[test]
 fn killed_during_gc_leaves_a_consistent_store() {
-    let ws = workspace();
+    let ws = Flavour::Plugins.workspace();
     ws.run_json("workflows/crashy.yaml", &[]);
     ws.write("workflows/data/text.txt", "other\ntext\n");
     ws.run_json("workflows/crashy.yaml", &[]);
@@ -189,27 +331,33 @@ fn next(seed: &mut u64) -> u64 {
     *seed
 }
 
-#[test]
-fn killed_at_random_moments_loses_nothing() {
+fn random_kills(flavour: Flavour) {
     let trials: usize = std::env::var("PEDIGREE_CRASH_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(12);
-    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    // Kill times spread over an uninterrupted cold run's duration, and a little past it.
+    let ws = flavour.workspace();
+    let t = Instant::now();
+    assert_eq!(ws.run_json(flavour.workflow(), &[]).0, 0);
+    let span = (t.elapsed().as_micros() as u64 * 6 / 5).max(1);
+    drop(ws);
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64 ^ span;
     let started = Instant::now();
     let mut killed_mid_run = 0;
     for trial in 0..trials {
-        let ws = workspace();
-        // Every third trial starts from a warm cache with one changed input, so kills
+        let ws = flavour.workspace();
+        // Every third trial starts from a warm cache with one touched input, so kills
         // also land in cache hits and partial reruns.
         if trial % 3 == 2 {
-            ws.run_json("workflows/crashy.yaml", &[]);
-            ws.write("workflows/data/text.txt", "hello\nthere\nworld\n");
-            ws.write("workflows/data/text.txt", "hello\nworld\n");
+            ws.run_json(flavour.workflow(), &[]);
+            let input = ws.read(flavour.input());
+            ws.write(flavour.input(), &format!("{input}\n"));
+            ws.write(flavour.input(), &input);
         }
-        let delay = Duration::from_micros(next(&mut seed) % 150_000);
+        let delay = Duration::from_micros(next(&mut seed) % span);
         let mut child = ws
-            .cmd(&["run", "workflows/crashy.yaml"])
+            .cmd(&["run", flavour.workflow()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -221,10 +369,14 @@ fn killed_at_random_moments_loses_nothing() {
         if !finished {
             killed_mid_run += 1;
         }
-        check_after_kill(&ws, &format!("trial {trial} (kill after {delay:?})"));
+        check_after_kill(
+            &ws,
+            flavour,
+            &format!("{flavour:?} trial {trial} (kill after {delay:?})"),
+        );
     }
     eprintln!(
-        "crash campaign: {trials} trials, {killed_mid_run} killed mid-run, 0 violations, {:.1}s",
+        "crash campaign ({flavour:?}): {trials} trials, {killed_mid_run} killed mid-run, 0 violations, {:.1}s",
         started.elapsed().as_secs_f64()
     );
     assert!(
@@ -234,8 +386,18 @@ fn killed_at_random_moments_loses_nothing() {
 }
 
 #[test]
+fn killed_at_random_moments_loses_nothing() {
+    random_kills(Flavour::Plugins);
+}
+
+#[test]
+fn killed_at_random_moments_inside_built_in_steps_loses_nothing() {
+    random_kills(Flavour::Builtins);
+}
+
+#[test]
 fn eight_concurrent_runs_on_overlapping_workflows_compute_each_step_once() {
-    let ws = workspace();
+    let ws = Flavour::Plugins.workspace();
     // A second workflow sharing step `a` (same plugin, params, input) with `crashy`.
     ws.write(
         "workflows/other.yaml",

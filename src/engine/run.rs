@@ -1148,6 +1148,7 @@ async fn run_step(
             .unwrap_or_default(),
     );
     env.insert("PEDIGREE_STEP".into(), step.name.clone());
+    env.extend(crate::failpoint::step_env().into_iter().flatten());
     for (k, v) in &manifest.env {
         if let Some(v) = v {
             env.insert(k.clone(), v.clone());

@@ -24,6 +24,7 @@ params:
   n: { type: int }
   mode: { type: string, default: fast }
   tags: { type: list, default: [] }
+  fast: { type: bool, default: false }
 "#;
 
 const RUN_SH: &str = "#!/bin/sh\ncp \"$PEDIGREE_INPUT_SRC\" \"$PEDIGREE_OUTPUT_OUT\"\n";

@@ -413,7 +413,16 @@ impl Validator<'_> {
             ));
         }
         let mut steps = IndexMap::new();
+        let mut folded: BTreeMap<String, &str> = BTreeMap::new();
         for (name, rs) in &raw.steps {
+            if let Some(first) = folded.insert(name.to_lowercase(), name) {
+                return Err(self.err(
+                    &p(&["steps", name]),
+                    Part::Key,
+                    format!("step names `{first}` and `{name}` differ only in case"),
+                    "rename one: names that differ only in case are easy to misread in review and collide on case-insensitive file systems".into(),
+                ));
+            }
             let step = self.step(name, rs, &raw, &params, overrides)?;
             steps.insert(name.clone(), step);
         }
@@ -450,6 +459,11 @@ impl Validator<'_> {
         overrides: &[Override],
     ) -> Result<Step, Diagnostic> {
         let base = p(&["steps", name]);
+        if let Some(c) = name.chars().find(|c| !c.is_ascii()) {
+            return Err(self.err(&base, Part::Key,
+                format!("step name `{name}` has the non-ASCII character `{c}` (U+{:04X})", c as u32),
+                "step names are ASCII (letters, digits, `_`, `-`), so a look-alike letter cannot pass for another step; retype the name".into()));
+        }
         if !is_name(name) || name == "inputs" || name == "params" {
             return Err(self.err(&base, Part::Key, format!("step name `{name}` is not a valid name"),
                 "start with a letter or `_`; then letters, digits, `_` or `-`; `inputs` and `params` are reserved".into()));

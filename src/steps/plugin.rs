@@ -502,6 +502,32 @@ pub fn coerce(ty: ParamType, v: Json) -> Result<Json, String> {
             .and_then(serde_json::Number::from_f64)
             .map(Json::Number)
             .ok_or_else(|| format!("expected a number, found {n}")),
+        // YAML 1.1 habits that YAML 1.2 (and so pedigree) reads as text.
+        (ParamType::Bool, Json::String(s))
+            if matches!(
+                s.to_ascii_lowercase().as_str(),
+                "yes" | "no" | "on" | "off" | "y" | "n"
+            ) =>
+        {
+            let meant = matches!(s.to_ascii_lowercase().as_str(), "yes" | "on" | "y");
+            Err(format!(
+                "expected a boolean, found the string `{s}` (YAML 1.2 reads `{s}` as text, not as {meant}); write `{meant}`"
+            ))
+        }
+        (ParamType::Int, Json::String(s))
+            if s.len() > 1
+                && s.trim_start_matches(['+', '-']).starts_with('0')
+                && s.trim_start_matches(['+', '-'])
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()) =>
+        {
+            let sign = if s.starts_with('-') { "-" } else { "" };
+            let digits = s.trim_start_matches(['+', '-']).trim_start_matches('0');
+            let digits = if digits.is_empty() { "0" } else { digits };
+            Err(format!(
+                "expected an integer, found the string `{s}` (a leading zero makes it text); write `{sign}{digits}`, or `{sign}0o{digits}` for an octal number"
+            ))
+        }
         (ty, v) => Err(format!(
             "expected {}, found {}",
             match ty {
@@ -618,5 +644,40 @@ mod tests {
         );
         assert!(e.contains("use one of `string`, `int`"), "{e}");
         assert!(e.contains("plugin.yaml:4:"), "{e}");
+    }
+
+    #[test]
+    fn read_folders_must_be_absolute() {
+        let d = tempfile::tempdir().unwrap();
+        write_plugin(
+            d.path(),
+            "command: [sh]\noutputs: { out: {} }\nread: [/opt/models, models]\n",
+        );
+        let e = StepSpec::load_plugin(d.path(), "p")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`models` is not an absolute folder path"), "{e}");
+        assert!(e.contains("plugin.yaml:3:"), "{e}");
+        write_plugin(
+            d.path(),
+            "command: [sh]\noutputs: { out: {} }\nread: [/opt/models]\n",
+        );
+        let p = StepSpec::load_plugin(d.path(), "p").unwrap();
+        assert_eq!(p.read, [PathBuf::from("/opt/models")]);
+    }
+
+    #[test]
+    fn yaml_1_1_spellings_get_a_hint() {
+        let e = coerce(ParamType::Bool, Json::from("On")).unwrap_err();
+        assert!(e.contains("write `true`"), "{e}");
+        let e = coerce(ParamType::Bool, Json::from("no")).unwrap_err();
+        assert!(e.contains("write `false`"), "{e}");
+        let e = coerce(ParamType::Int, Json::from("-0755")).unwrap_err();
+        assert!(e.contains("write `-755`, or `-0o755`"), "{e}");
+        let e = coerce(ParamType::Int, Json::from("00")).unwrap_err();
+        assert!(e.contains("write `0`"), "{e}");
+        // Ordinary text keeps the plain message.
+        let e = coerce(ParamType::Bool, Json::from("maybe")).unwrap_err();
+        assert_eq!(e, "expected a boolean (`true` or `false`), found a string");
     }
 }

@@ -721,3 +721,27 @@ fn a_plugin_that_never_exits_is_stopped_at_its_timeout() {
         "{j}"
     );
 }
+
+#[test]
+fn a_step_at_its_timeout_gets_sigterm_first_and_can_clean_up() {
+    let ws = Ws::new();
+    ws.plugin(
+        "tidy",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nenv: [TEST_MARK_DIR]\ntimeout: 0.5\nsandbox: false\n",
+        "trap 'echo cleaned > \"$TEST_MARK_DIR/term\"; exit 1' TERM\nsleep 60 &\nwait\n",
+    );
+    ws.write(
+        "workflows/t.yaml",
+        "name: t\nsteps:\n  t:\n    plugin: tidy\n",
+    );
+    let start = std::time::Instant::now();
+    let (code, _) = ws.run_json("workflows/t.yaml", &[]);
+    assert_eq!(code, 1);
+    assert_eq!(ws.read("marks/term"), "cleaned\n", "the step saw SIGTERM");
+    // Well inside the 3 s grace: the step was not left to the SIGKILL.
+    assert!(
+        start.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        start.elapsed()
+    );
+}

@@ -421,3 +421,65 @@ fn a_damaged_lineage_database_is_reported_not_papered_over() {
     let out = ws.run(&["verify"]);
     assert_ne!(out.status.code(), Some(0));
 }
+
+#[test]
+fn the_supervisor_exits_as_its_step_did_through_both_entry_points() {
+    use std::os::unix::process::ExitStatusExt;
+    let helper = std::path::Path::new(BIN).with_file_name("pedigree-supervise");
+    assert!(helper.is_file(), "the helper is built beside the binary");
+    let me = std::process::id().to_string();
+    for prefix in [vec![helper.to_str().unwrap()], vec![BIN, "__supervise"]] {
+        let run = |script: &str| {
+            std::process::Command::new(prefix[0])
+                .args(&prefix[1..])
+                .args([
+                    "--parent",
+                    &me,
+                    "--grace-ms",
+                    "100",
+                    "--",
+                    "sh",
+                    "-c",
+                    script,
+                ])
+                .output()
+                .unwrap()
+        };
+        assert_eq!(run("exit 3").status.code(), Some(3), "{prefix:?}");
+        assert_eq!(run("kill -TERM $$").status.signal(), Some(libc::SIGTERM));
+        let missing = run_missing(&prefix, &me);
+        assert_eq!(missing.status.code(), Some(127));
+        assert!(stderr(&missing).contains("cannot start `no-such-program-x`"));
+        // A wrong parent: the orchestrator is gone, so nothing starts.
+        let orphan = std::process::Command::new(prefix[0])
+            .args(&prefix[1..])
+            .args([
+                "--parent",
+                "1",
+                "--grace-ms",
+                "100",
+                "--",
+                "sh",
+                "-c",
+                "exit 0",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(orphan.status.code(), Some(127));
+    }
+}
+
+fn run_missing(prefix: &[&str], me: &str) -> std::process::Output {
+    std::process::Command::new(prefix[0])
+        .args(&prefix[1..])
+        .args([
+            "--parent",
+            me,
+            "--grace-ms",
+            "100",
+            "--",
+            "no-such-program-x",
+        ])
+        .output()
+        .unwrap()
+}

@@ -155,40 +155,22 @@ pub enum Command {
     /// Run a built-in step kind (used by `pedigree run`; not for people).
     #[command(name = "__builtin", hide = true)]
     Builtin { kind: String },
-    /// Run a step's command and own its process tree (used by `pedigree run`).
-    #[command(name = "__supervise", hide = true)]
-    Supervise {
-        /// The orchestrator's pid: nothing starts if it is gone already.
-        #[arg(long)]
-        parent: i32,
-        /// Milliseconds between SIGTERM and SIGKILL when the step is stopped.
-        #[arg(long)]
-        grace_ms: u64,
-        /// The step's command.
-        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
-        argv: Vec<std::ffi::OsString>,
-    },
 }
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // The step supervisor's fallback entry point (when `pedigree-supervise` is not
+    // installed beside this binary): before anything else, with no runtime.
+    let mut args = std::env::args_os();
+    if args.nth(1).is_some_and(|a| a == "__supervise") {
+        return crate::steps::supervise::main_from_args(args);
+    }
     let cli = Cli::parse();
     if let Command::Builtin { kind } = &cli.command {
         // A built-in step in its own process: no runtime, no workspace.
         return crate::steps::builtin::main(kind);
     }
-    if let Command::Supervise {
-        parent,
-        grace_ms,
-        argv,
-    } = &cli.command
-    {
-        return crate::steps::supervise::main(
-            *parent,
-            std::time::Duration::from_millis(*grace_ms),
-            argv,
-        );
-    }
+
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -215,9 +197,7 @@ pub fn main() -> ExitCode {
             Command::SampleData(a) => sample::run(a).await,
             Command::Recommend(a) => recommend::run(a, &cli.global).await,
             Command::Tui(a) => tui::run(a, &cli.global).await,
-            Command::Builtin { .. } | Command::Supervise { .. } => {
-                unreachable!("handled before the runtime starts")
-            }
+            Command::Builtin { .. } => unreachable!("handled before the runtime starts"),
         }
     });
     match result {

@@ -1205,7 +1205,7 @@ async fn run_step(
         log_path: log_path.clone(),
         cancel: ctx.cancel.clone(),
         sandbox,
-        supervisor: std::env::current_exe().ok(),
+        supervisor: crate::steps::supervise::command(),
     })
     .await;
     let mut outcome = match outcome {

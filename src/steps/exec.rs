@@ -31,10 +31,10 @@ pub struct Invocation<'a> {
     pub cancel: watch::Receiver<bool>,
     /// Confine the process's file access (see [`super::sandbox`]).
     pub sandbox: Option<Arc<super::sandbox::Sandbox>>,
-    /// The pedigree executable, to run the command under `__supervise`. Without
-    /// it the command runs directly: its process group is still taken down, but a
+    /// How to start the supervisor ([`super::supervise::command`]). Without it
+    /// the command runs directly: its process group is still taken down, but a
     /// daemon that leaves the group, or outlives a SIGKILLed orchestrator, escapes.
-    pub supervisor: Option<PathBuf>,
+    pub supervisor: Option<Vec<std::ffi::OsString>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +119,9 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     let log = std::fs::File::create(&inv.log_path)?;
     let supervised = inv.supervisor.is_some();
     let mut cmd = match &inv.supervisor {
-        Some(exe) => {
-            let mut c = Command::new(exe);
-            c.arg("__supervise")
+        Some(prefix) => {
+            let mut c = Command::new(&prefix[0]);
+            c.args(&prefix[1..])
                 .arg("--parent")
                 .arg(std::process::id().to_string())
                 .arg("--grace-ms")

@@ -7,7 +7,7 @@
 //! - read and execute the system (`/usr`, `/etc`, `/proc`, …), the folders on its
 //!   `PATH` and their toolchain prefixes (the parent of a `bin`, `sbin` or `shims`
 //!   folder, so a pyenv or virtualenv interpreter finds its libraries), the `read:`
-//!   folders its manifest declares, and the pedigree executable (the step
+//!   folders its manifest declares, and the pedigree executables (the step
 //!   supervisor);
 //! - read and write existing devices (`/dev/null`, ttys).
 //!
@@ -96,6 +96,10 @@ const SYSTEM: &[&str] = &[
     "/proc",
     "/sys",
     "/nix/store",
+    // Where `/etc/resolv.conf` points on systemd and resolvconf hosts (not all of
+    // `/run`: container secrets live there).
+    "/run/systemd/resolve",
+    "/run/resolvconf",
 ];
 
 /// What a sandboxed step may touch (see the module documentation).
@@ -143,6 +147,7 @@ impl Policy {
         }
         read.extend(extra.iter().cloned());
         if let Ok(exe) = std::env::current_exe() {
+            read.extend(super::supervise::helper_beside(&exe));
             read.push(exe);
         }
         Policy {
@@ -250,5 +255,48 @@ impl Sandbox {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_step_policy_reads_the_workspace_but_not_its_database() {
+        let ws = tempfile::tempdir().unwrap();
+        for d in [
+            ".pedigree/objects",
+            ".pedigree/tmp/s",
+            "plugins",
+            "workflows",
+        ] {
+            std::fs::create_dir_all(ws.path().join(d)).unwrap();
+        }
+        std::fs::write(ws.path().join(".pedigree/lineage.db"), "").unwrap();
+        let scratch = ws.path().join(".pedigree/tmp/s");
+        let p = Policy::for_step(
+            &scratch,
+            ws.path(),
+            &[PathBuf::from("/opt/models")],
+            Some("/home/u/.pyenv/shims:/usr/local/bin:relative/bin:/bin"),
+        );
+        assert_eq!(p.read_write, [scratch]);
+        let has = |q: &str| p.read.iter().any(|r| r == Path::new(q));
+        let in_ws = |q: &str| p.read.contains(&ws.path().join(q));
+        assert!(in_ws("plugins") && in_ws("workflows") && in_ws(".pedigree/objects"));
+        assert!(!in_ws(".pedigree"), "the database folder is not readable");
+        assert!(
+            has("/home/u/.pyenv/shims") && has("/home/u/.pyenv"),
+            "toolchain prefix"
+        );
+        assert!(has("/usr/local/bin") && has("/usr/local"));
+        assert!(!has("/"), "`/bin` does not open the root");
+        assert!(
+            !p.read.iter().any(|r| r.is_relative()),
+            "relative PATH entries"
+        );
+        assert!(has("/opt/models") && has("/etc"));
+        assert_eq!(p.list, [ws.path().to_owned()]);
     }
 }

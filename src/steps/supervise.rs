@@ -20,11 +20,59 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 /// Exit status when the step cannot be started (as a shell reports it).
 pub const CANNOT_START: u8 = 127;
+
+/// The small executable installed next to `pedigree` that runs only the supervisor
+/// (`src/bin/pedigree-supervise.rs`): it starts in a fraction of the time the
+/// full binary takes, which is paid once per step.
+pub const HELPER: &str = "pedigree-supervise";
+
+/// How to start a supervisor from this executable: the helper beside it, else
+/// this executable's own `__supervise` entry point.
+pub fn command() -> Option<Vec<OsString>> {
+    let exe = std::env::current_exe().ok()?;
+    let helper = helper_beside(&exe);
+    Some(match helper {
+        Some(h) => vec![h.into_os_string()],
+        None => vec![exe.into_os_string(), "__supervise".into()],
+    })
+}
+
+/// The helper next to `exe`, if it is there.
+pub fn helper_beside(exe: &Path) -> Option<PathBuf> {
+    let h = exe.parent()?.join(HELPER);
+    h.is_file().then_some(h)
+}
+
+/// Entry point from a command line: `--parent PID --grace-ms MS -- ARGV…`.
+pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    let mut args = args.into_iter();
+    let mut parent = None;
+    let mut grace = None;
+    while let Some(a) = args.next() {
+        match a.to_str() {
+            Some("--parent") => parent = args.next().and_then(|v| v.to_str()?.parse::<i32>().ok()),
+            Some("--grace-ms") => grace = args.next().and_then(|v| v.to_str()?.parse::<u64>().ok()),
+            Some("--") => break,
+            _ => parent = None,
+        }
+    }
+    let argv: Vec<OsString> = args.collect();
+    match (parent, grace) {
+        (Some(p), Some(g)) if !argv.is_empty() => main(p, Duration::from_millis(g), &argv),
+        _ => {
+            eprintln!(
+                "usage: pedigree-supervise --parent PID --grace-ms MS -- COMMAND [ARG…] (started by `pedigree run`, not by people)"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
 
 /// Run `argv` under supervision. `parent` is the orchestrator's pid: if it is
 /// already gone, nothing starts.
@@ -50,11 +98,21 @@ pub fn main(parent: i32, grace: Duration, argv: &[OsString]) -> ExitCode {
     if unsafe { libc::getppid() } != parent {
         return ExitCode::from(CANNOT_START);
     }
-    // std resets the signal mask and dispositions in the child.
-    let child = std::process::Command::new(program)
-        .args(&argv[1..])
-        .process_group(0)
-        .spawn();
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(&argv[1..]).process_group(0);
+    // The step must not inherit our blocked signals (SIGTERM above all).
+    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut none: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut none);
+            if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn();
     let pid = match child {
         Ok(c) => c.id() as i32,
         Err(e) => {

@@ -324,3 +324,35 @@ fn recommend_explains_items_through_attention_and_lineage() {
         stderr(&bad)
     );
 }
+
+#[test]
+fn gc_keeps_the_whole_ancestry_of_a_release() {
+    let ws = workspace();
+    let (code, j) = ws.run_json("workflows/gnn.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    // No lock file and no grace period: only the release pins anything.
+    for e in std::fs::read_dir(ws.path().join("workflows"))
+        .unwrap()
+        .flatten()
+    {
+        if e.path().extension().is_some_and(|x| x == "lock") {
+            std::fs::remove_file(e.path()).unwrap();
+        }
+    }
+    let lineage = ws.read("registry/tiny/1/lineage.json");
+    let out = ws.run(&["gc", "--grace", "0", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let g: Json = serde_json::from_slice(&out.stdout).unwrap();
+    let removed = g["removed"].as_array().unwrap();
+    assert!(
+        removed
+            .iter()
+            .all(|h| !lineage.contains(h.as_str().unwrap())),
+        "gc removed an object the release's lineage names: {g}"
+    );
+    // The release still explains a recommendation down to the input rows.
+    let user = "u04";
+    let rec = ws.run(&["recommend", "--release", "tiny", "--user", user, "-k", "2"]);
+    assert!(rec.status.success(), "{}", stderr(&rec));
+    assert!(String::from_utf8_lossy(&rec.stdout).contains("events.csv: row"));
+}

@@ -48,6 +48,9 @@ pub async fn gc(args: GcArgs, g: &Global) -> Result<Exit, CliError> {
             }
         }
     }
+    // Releases pin their whole ancestry: `pedigree recommend` and the model card
+    // trace back through it to the input rows.
+    keep.extend(release_hashes(&ws.root.join("registry")));
     // Trees keep their members.
     for h in keep.clone() {
         if let Ok(tree) = ws.store.read_tree(&h) {
@@ -133,6 +136,51 @@ fn clean_tmp_and_locks(ws: &crate::workspace::Workspace, cutoff: SystemTime) {
             }
         }
     }
+}
+
+/// Every object hash named in the JSON files of `registry/NAME/VERSION/`
+/// (`lineage.json`, `release.json`, …): any 64-hex string value. Keeping a hash
+/// that is not an object costs nothing; missing one would break a release.
+fn release_hashes(registry: &std::path::Path) -> Vec<String> {
+    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s)
+                if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            {
+                out.push(s.to_ascii_lowercase())
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
+            serde_json::Value::Object(m) => m.values().for_each(|x| collect(x, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    let dirs = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.is_dir())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    for name in dirs(registry) {
+        for version in dirs(&name) {
+            let Ok(rd) = std::fs::read_dir(&version) else {
+                continue;
+            };
+            for f in rd.flatten().map(|e| e.path()) {
+                if f.extension().is_some_and(|x| x == "json")
+                    && let Ok(text) = std::fs::read_to_string(&f)
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                {
+                    collect(&v, &mut out);
+                }
+            }
+        }
+    }
+    out
 }
 
 fn lock_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {

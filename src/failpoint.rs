@@ -26,9 +26,9 @@ pub const POINTS: &[&str] = &[
 
 /// The variables the orchestrator passes to a step process when a point is armed.
 pub fn step_env() -> Option<[(String, String); 2]> {
-    let point = std::env::var("PEDIGREE_FAILPOINT").ok()?;
+    let point = armed()?;
     Some([
-        ("PEDIGREE_FAILPOINT".into(), point),
+        ("PEDIGREE_FAILPOINT".into(), point.to_owned()),
         (
             "PEDIGREE_FAILPOINT_TARGET".into(),
             std::process::id().to_string(),
@@ -38,10 +38,15 @@ pub fn step_env() -> Option<[(String, String); 2]> {
 
 static ARMED: OnceLock<Option<String>> = OnceLock::new();
 
+fn armed() -> Option<&'static str> {
+    ARMED
+        .get_or_init(|| std::env::var("PEDIGREE_FAILPOINT").ok())
+        .as_deref()
+}
+
 /// Die here if `PEDIGREE_FAILPOINT` names this point.
 pub fn hit(point: &str) {
-    let armed = ARMED.get_or_init(|| std::env::var("PEDIGREE_FAILPOINT").ok());
-    if armed.as_deref() == Some(point) {
+    if armed() == Some(point) {
         let target = std::env::var("PEDIGREE_FAILPOINT_TARGET")
             .ok()
             .and_then(|p| p.parse::<i32>().ok());

@@ -170,7 +170,6 @@ pub fn main() -> ExitCode {
         // A built-in step in its own process: no runtime, no workspace.
         return crate::steps::builtin::main(kind);
     }
-
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

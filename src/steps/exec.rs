@@ -34,7 +34,7 @@ pub struct Invocation<'a> {
     /// How to start the supervisor ([`super::supervise::command`]). Without it
     /// the command runs directly: its process group is still taken down, but a
     /// daemon that leaves the group, or outlives a SIGKILLed orchestrator, escapes.
-    pub supervisor: Option<Vec<std::ffi::OsString>>,
+    pub supervisor: Option<&'static [std::ffi::OsString]>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,7 +118,7 @@ impl Drop for StopOnDrop {
 pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     let log = std::fs::File::create(&inv.log_path)?;
     let supervised = inv.supervisor.is_some();
-    let mut cmd = match &inv.supervisor {
+    let mut cmd = match inv.supervisor {
         Some(prefix) => {
             let mut c = Command::new(&prefix[0]);
             c.args(&prefix[1..])

@@ -7,8 +7,7 @@
 //! - read and execute the system (`/usr`, `/etc`, `/proc`, …), the folders on its
 //!   `PATH` and their toolchain prefixes (the parent of a `bin`, `sbin` or `shims`
 //!   folder, so a pyenv or virtualenv interpreter finds its libraries), the `read:`
-//!   folders its manifest declares, and the pedigree executables (the step
-//!   supervisor);
+//!   folders its manifest declares, and the step supervisor's executable;
 //! - read and write existing devices (`/dev/null`, ttys).
 //!
 //! Everything else, the user's home, other workspaces and `/tmp` among them, gives
@@ -146,10 +145,12 @@ impl Policy {
             read.push(dir);
         }
         read.extend(extra.iter().cloned());
-        if let Ok(exe) = std::env::current_exe() {
-            read.extend(super::supervise::helper_beside(&exe));
-            read.push(exe);
-        }
+        // The supervisor every step runs under.
+        read.extend(
+            super::supervise::command()
+                .and_then(|c| c.first())
+                .map(PathBuf::from),
+        );
         Policy {
             read_write: vec![scratch.to_owned()],
             read,
@@ -214,7 +215,8 @@ impl Sandbox {
         for (path, rights) in rules {
             // A folder that does not exist (no `/lib32` here) needs no rule.
             let Ok(dir) = open_path(path) else { continue };
-            let is_dir = std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false);
+            let dir = std::fs::File::from(dir);
+            let is_dir = dir.metadata().is_ok_and(|m| m.is_dir());
             let rule = PathBeneathAttr {
                 allowed_access: if is_dir { rights } else { rights & file_only },
                 parent_fd: dir.as_raw_fd(),

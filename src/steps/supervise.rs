@@ -20,8 +20,8 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 /// Exit status when the step cannot be started (as a shell reports it).
@@ -33,38 +33,42 @@ pub const CANNOT_START: u8 = 127;
 pub const HELPER: &str = "pedigree-supervise";
 
 /// How to start a supervisor from this executable: the helper beside it, else
-/// this executable's own `__supervise` entry point.
-pub fn command() -> Option<Vec<OsString>> {
-    let exe = std::env::current_exe().ok()?;
-    let helper = helper_beside(&exe);
-    Some(match helper {
-        Some(h) => vec![h.into_os_string()],
-        None => vec![exe.into_os_string(), "__supervise".into()],
-    })
-}
-
-/// The helper next to `exe`, if it is there.
-pub fn helper_beside(exe: &Path) -> Option<PathBuf> {
-    let h = exe.parent()?.join(HELPER);
-    h.is_file().then_some(h)
+/// this executable's own `__supervise` entry point. Looked up once per process.
+pub fn command() -> Option<&'static [OsString]> {
+    static COMMAND: OnceLock<Option<Vec<OsString>>> = OnceLock::new();
+    COMMAND
+        .get_or_init(|| {
+            let exe = std::env::current_exe().ok()?;
+            let helper = exe.parent()?.join(HELPER);
+            Some(if helper.is_file() {
+                vec![helper.into_os_string()]
+            } else {
+                vec![exe.into_os_string(), "__supervise".into()]
+            })
+        })
+        .as_deref()
 }
 
 /// Entry point from a command line: `--parent PID --grace-ms MS -- ARGV…`.
 pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let mut args = args.into_iter();
-    let mut parent = None;
-    let mut grace = None;
+    let number = |v: Option<OsString>| v?.to_str()?.parse::<u64>().ok();
+    let (mut parent, mut grace, mut separated) = (None, None, false);
     while let Some(a) = args.next() {
         match a.to_str() {
-            Some("--parent") => parent = args.next().and_then(|v| v.to_str()?.parse::<i32>().ok()),
-            Some("--grace-ms") => grace = args.next().and_then(|v| v.to_str()?.parse::<u64>().ok()),
-            Some("--") => break,
-            _ => parent = None,
+            Some("--parent") => parent = number(args.next()).and_then(|p| i32::try_from(p).ok()),
+            Some("--grace-ms") => grace = number(args.next()).map(Duration::from_millis),
+            Some("--") => {
+                separated = true;
+                break;
+            }
+            // Anything else: not our command line.
+            _ => break,
         }
     }
     let argv: Vec<OsString> = args.collect();
-    match (parent, grace) {
-        (Some(p), Some(g)) if !argv.is_empty() => main(p, Duration::from_millis(g), &argv),
+    match (separated, parent, grace, argv.split_first()) {
+        (true, Some(p), Some(g), Some((program, rest))) => supervise(p, g, program, rest),
         _ => {
             eprintln!(
                 "usage: pedigree-supervise --parent PID --grace-ms MS -- COMMAND [ARG…] (started by `pedigree run`, not by people)"
@@ -74,13 +78,9 @@ pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     }
 }
 
-/// Run `argv` under supervision. `parent` is the orchestrator's pid: if it is
-/// already gone, nothing starts.
-pub fn main(parent: i32, grace: Duration, argv: &[OsString]) -> ExitCode {
-    let Some(program) = argv.first() else {
-        eprintln!("pedigree __supervise: no command given");
-        return ExitCode::from(CANNOT_START);
-    };
+/// Run `program` with `args` under supervision. `parent` is the orchestrator's
+/// pid: if it is already gone, nothing starts.
+fn supervise(parent: i32, grace: Duration, program: &OsString, args: &[OsString]) -> ExitCode {
     // SAFETY: plain prctl/sigprocmask calls on this single-threaded process.
     let signals = unsafe {
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
@@ -99,7 +99,7 @@ pub fn main(parent: i32, grace: Duration, argv: &[OsString]) -> ExitCode {
         return ExitCode::from(CANNOT_START);
     }
     let mut cmd = std::process::Command::new(program);
-    cmd.args(&argv[1..]).process_group(0);
+    cmd.args(args).process_group(0);
     // The step must not inherit our blocked signals (SIGTERM above all).
     // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
     unsafe {

@@ -151,37 +151,42 @@ fn params_with_shell_metacharacters_are_data_not_code() {
     }
 }
 
-/// Wait up to five seconds for `pid` to be gone (or a zombie nobody reaped yet).
-fn assert_dies(pid: i32, what: &str) {
+/// Poll `f` every 20 ms until it gives a value; fail with `what` after `limit`.
+fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
     loop {
-        // SAFETY: probing a pid with signal 0.
-        let alive = unsafe { libc::kill(pid, 0) } == 0
-            && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .map(|s| s.contains(") Z "))
-                .unwrap_or(true);
-        if !alive {
-            return;
+        if let Some(v) = f() {
+            return v;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "{what} (pid {pid}) survived"
-        );
+        assert!(start.elapsed() < limit, "{what}");
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
+/// Wait up to five seconds for `pid` to be gone (or a zombie nobody reaped yet).
+fn assert_dies(pid: i32, what: &str) {
+    wait_for(
+        Duration::from_secs(5),
+        &format!("{what} (pid {pid}) survived"),
+        || {
+            // SAFETY: probing a pid with signal 0.
+            let alive = unsafe { libc::kill(pid, 0) } == 0
+                && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .map(|s| s.contains(") Z "))
+                    .unwrap_or(true);
+            (!alive).then_some(())
+        },
+    )
+}
+
 fn read_pid(ws: &Ws, rel: &str) -> i32 {
-    let start = Instant::now();
-    loop {
-        if let Ok(s) = std::fs::read_to_string(ws.path().join(rel))
-            && let Ok(pid) = s.trim().parse()
-        {
-            return pid;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no {rel}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for(Duration::from_secs(20), &format!("no {rel}"), || {
+        std::fs::read_to_string(ws.path().join(rel))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    })
 }
 
 /// `daemon`: starts a daemon in a new session (out of the step's process group,
@@ -429,57 +434,28 @@ fn the_supervisor_exits_as_its_step_did_through_both_entry_points() {
     assert!(helper.is_file(), "the helper is built beside the binary");
     let me = std::process::id().to_string();
     for prefix in [vec![helper.to_str().unwrap()], vec![BIN, "__supervise"]] {
-        let run = |script: &str| {
+        let run = |parent: &str, argv: &[&str]| {
             std::process::Command::new(prefix[0])
                 .args(&prefix[1..])
-                .args([
-                    "--parent",
-                    &me,
-                    "--grace-ms",
-                    "100",
-                    "--",
-                    "sh",
-                    "-c",
-                    script,
-                ])
+                .args(["--parent", parent, "--grace-ms", "100", "--"])
+                .args(argv)
                 .output()
                 .unwrap()
         };
-        assert_eq!(run("exit 3").status.code(), Some(3), "{prefix:?}");
-        assert_eq!(run("kill -TERM $$").status.signal(), Some(libc::SIGTERM));
-        let missing = run_missing(&prefix, &me);
+        let sh = |script| run(&me, &["sh", "-c", script]);
+        assert_eq!(sh("exit 3").status.code(), Some(3), "{prefix:?}");
+        assert_eq!(sh("kill -TERM $$").status.signal(), Some(libc::SIGTERM));
+        let missing = run(&me, &["no-such-program-x"]);
         assert_eq!(missing.status.code(), Some(127));
         assert!(stderr(&missing).contains("cannot start `no-such-program-x`"));
         // A wrong parent: the orchestrator is gone, so nothing starts.
-        let orphan = std::process::Command::new(prefix[0])
+        assert_eq!(run("1", &["sh", "-c", "exit 0"]).status.code(), Some(127));
+        // Not its command line: a usage error, nothing runs.
+        let usage = std::process::Command::new(prefix[0])
             .args(&prefix[1..])
-            .args([
-                "--parent",
-                "1",
-                "--grace-ms",
-                "100",
-                "--",
-                "sh",
-                "-c",
-                "exit 0",
-            ])
+            .args(["--parent", &me, "sh"])
             .output()
             .unwrap();
-        assert_eq!(orphan.status.code(), Some(127));
+        assert_eq!(usage.status.code(), Some(2));
     }
-}
-
-fn run_missing(prefix: &[&str], me: &str) -> std::process::Output {
-    std::process::Command::new(prefix[0])
-        .args(&prefix[1..])
-        .args([
-            "--parent",
-            me,
-            "--grace-ms",
-            "100",
-            "--",
-            "no-such-program-x",
-        ])
-        .output()
-        .unwrap()
 }

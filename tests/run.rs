@@ -745,3 +745,53 @@ fn a_step_at_its_timeout_gets_sigterm_first_and_can_clean_up() {
         start.elapsed()
     );
 }
+
+/// On a terminal, `pedigree run` draws a step's `pedigree:progress` lines as its bar
+/// in the status line, with the step's secrets redacted like everywhere else.
+/// `script` gives the run a pseudo-terminal.
+#[test]
+fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
+    let ws = Ws::new();
+    ws.plugin(
+        "slow",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsecrets: [PROGRESS_TOKEN]\n",
+        "for i in 1 2 3; do\n  echo \"pedigree:progress $i/3 chunk $i with $PROGRESS_TOKEN\" >&2\n  sleep 0.3\ndone\necho ok > \"$PEDIGREE_OUTPUT_OUT\"\n",
+    );
+    ws.write(
+        "workflows/p.yaml",
+        "name: p\nsteps:\n  p:\n    plugin: slow\n",
+    );
+    let line = format!(
+        "'{BIN}' --workspace '{}' run workflows/p.yaml",
+        ws.path().display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(ws.path())
+        .env("PROGRESS_TOKEN", "tok-5f3a9")
+        .env_remove("PEDIGREE_WORKSPACE")
+        .output()
+        .expect("run `script` (util-linux)");
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    for want in [
+        "running: p 1/3 ███░░░░░░░ chunk 1 with [secret PROGRESS_TOKEN]",
+        "running: p 2/3 ██████░░░░ chunk 2 with [secret PROGRESS_TOKEN]",
+        "done    p",
+    ] {
+        assert!(screen.contains(want), "no `{want}` in:\n{screen}");
+    }
+    assert!(
+        !screen.contains("tok-5f3a9"),
+        "the secret leaked:\n{screen}"
+    );
+    // Without a terminal the same run prints step events only.
+    let plain = ws
+        .cmd(&["run", "workflows/p.yaml", "--force-all"])
+        .env("PROGRESS_TOKEN", "tok-5f3a9")
+        .output()
+        .unwrap();
+    assert!(plain.status.success(), "{}", stderr(&plain));
+    assert!(stderr(&plain).contains("done    p"), "{}", stderr(&plain));
+    assert!(!stderr(&plain).contains("1/3"), "{}", stderr(&plain));
+}

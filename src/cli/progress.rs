@@ -1,9 +1,12 @@
 //! Progress for people, from engine events: one line per step event, and on a
 //! terminal a status line at the bottom (`[12/40] running: train, evaluate`) redrawn
-//! in place. Events that arrive together are written with one `write`, so a no-op
-//! rerun of a thousand steps is not a thousand system calls.
+//! in place, with a bar and the step's own words for a step that reports progress
+//! (`train 12/100 ███░░░░░░░ loss 0.3412 valid ndcg@20 0.2811`). Progress reports
+//! only ever change the status line, so logs and pipes get the step events alone.
+//! Events that arrive together are written with one `write`, so a no-op rerun of a
+//! thousand steps is not a thousand system calls.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
@@ -20,6 +23,8 @@ pub struct Progress {
     total: usize,
     done: usize,
     running: BTreeSet<String>,
+    /// The last progress report of each running step: done, total, text.
+    reports: BTreeMap<String, (u64, u64, String)>,
 }
 
 impl Progress {
@@ -30,6 +35,7 @@ impl Progress {
             total: 0,
             done: 0,
             running: BTreeSet::new(),
+            reports: BTreeMap::new(),
         }
     }
 
@@ -57,7 +63,19 @@ impl Progress {
         if self.running.is_empty() {
             return String::new();
         }
-        let names: Vec<&str> = self.running.iter().map(String::as_str).collect();
+        let names: Vec<String> = self
+            .running
+            .iter()
+            .map(|name| match self.reports.get(name) {
+                Some((done, total, text)) => {
+                    let bar = bar(*done, *total, 10);
+                    format!("{name} {done}/{total} {bar} {text}")
+                        .trim_end()
+                        .to_owned()
+                }
+                None => name.clone(),
+            })
+            .collect();
         let mut line = format!(
             "[{}/{}] running: {}",
             self.done,
@@ -91,8 +109,21 @@ impl Progress {
                 self.running.insert(name.clone());
                 writeln!(out, "  start   {name}: {reason}")
             }
+            Event::StepProgress {
+                name,
+                done,
+                total,
+                text,
+            } => {
+                if self.running.contains(name) {
+                    self.reports
+                        .insert(name.clone(), (*done, *total, text.clone()));
+                }
+                Ok(())
+            }
             Event::StepFinished(r) => {
                 self.running.remove(&r.name);
+                self.reports.remove(&r.name);
                 self.done += 1;
                 let dur = human_duration(r.duration.as_secs_f64());
                 match r.status {
@@ -106,6 +137,16 @@ impl Progress {
             Event::Warning(w) => writeln!(out, "warning: {w}"),
         };
     }
+}
+
+/// `width` cells, filled in proportion to done / total.
+fn bar(done: u64, total: u64, width: usize) -> String {
+    let filled = if total == 0 {
+        0
+    } else {
+        ((done.min(total) as u128 * width as u128) / total as u128) as usize
+    };
+    "█".repeat(filled) + &"░".repeat(width - filled)
 }
 
 #[cfg(test)]
@@ -153,6 +194,53 @@ mod tests {
             "run 3: w (2 steps)\n  start   a: no earlier run of this step\n  FAILED  a (1.50s)\n  skipped b: upstream `a` failed\n"
         );
         assert_eq!(p.status_line(), "");
+    }
+
+    #[test]
+    fn a_steps_progress_shows_in_the_status_line_only_while_it_runs() {
+        let mut p = Progress::new(false, false);
+        let mut out = String::new();
+        let started = |name: &str| Event::StepStarted {
+            name: name.into(),
+            reason: "r".into(),
+        };
+        p.render(&started("train"), &mut out);
+        p.render(&started("eval"), &mut out);
+        let line = "12/40 loss 0.3412 valid ndcg@20 0.2811";
+        p.render(&Event::progress("train", line).unwrap(), &mut out);
+        // A report for a step that is not running (late, or made up) changes nothing.
+        p.render(&Event::progress("other", "1/2").unwrap(), &mut out);
+        assert_eq!(
+            p.status_line(),
+            "[0/0] running: eval, train 12/40 ███░░░░░░░ loss 0.3412 valid ndcg@20 0.2811"
+        );
+        let before = out.clone();
+        p.render(&Event::progress("train", "40/40").unwrap(), &mut out);
+        assert_eq!(out, before, "progress adds no lines");
+        assert_eq!(
+            p.status_line(),
+            "[0/0] running: eval, train 40/40 ██████████"
+        );
+        p.render(&finished("train", StepStatus::Succeeded), &mut out);
+        assert_eq!(p.status_line(), "[1/0] running: eval");
+        p.render(&started("train"), &mut out);
+        assert_eq!(p.status_line(), "[1/0] running: eval, train");
+    }
+
+    #[test]
+    fn progress_lines_parse_or_are_ignored() {
+        assert!(Event::progress("s", "12 of 40").is_none());
+        assert!(Event::progress("s", "a/40 x").is_none());
+        assert!(Event::progress("s", "-1/40").is_none());
+        let Some(Event::StepProgress {
+            done, total, text, ..
+        }) = Event::progress("s", "3/0")
+        else {
+            panic!("3/0 parses")
+        };
+        assert_eq!((done, total, text.as_str()), (3, 0, ""));
+        assert_eq!(bar(3, 0, 4), "░░░░");
+        assert_eq!(bar(9, 4, 4), "████");
     }
 
     #[test]

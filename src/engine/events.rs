@@ -83,6 +83,28 @@ pub enum Event {
         name: String,
         reason: String,
     },
+    /// A running step's own report of how far it is (see `exec::PROGRESS_PREFIX`).
+    StepProgress {
+        name: String,
+        done: u64,
+        total: u64,
+        text: String,
+    },
     StepFinished(StepResult),
     Warning(String),
+}
+
+impl Event {
+    /// Parses the rest of a progress line, `DONE/TOTAL TEXT`, into a
+    /// [`Event::StepProgress`]; `None` when it does not start with two counts.
+    pub fn progress(name: &str, line: &str) -> Option<Event> {
+        let (counts, text) = line.split_once(' ').unwrap_or((line, ""));
+        let (done, total) = counts.split_once('/')?;
+        Some(Event::StepProgress {
+            name: name.to_owned(),
+            done: done.parse().ok()?,
+            total: total.parse().ok()?,
+            text: text.trim().to_owned(),
+        })
+    }
 }

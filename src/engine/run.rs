@@ -1206,6 +1206,14 @@ async fn run_step(
         cancel: ctx.cancel.clone(),
         sandbox,
         supervisor: crate::steps::supervise::command(),
+        on_progress: Some({
+            let (events, name, secrets) = (ctx.events.clone(), step.name.clone(), secrets.clone());
+            Box::new(move |line| {
+                if let Some(ev) = Event::progress(&name, &secrets.redact_str(line)) {
+                    let _ = events.send(ev);
+                }
+            })
+        }),
     })
     .await;
     let mut outcome = match outcome {
@@ -1356,7 +1364,7 @@ fn warn_once(ctx: &Ctx, msg: &str) {
 }
 
 /// Replaces the values of a step's secrets in captured output with `[secret NAME]`.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Redactor {
     secrets: Vec<(String, Vec<u8>)>,
 }

@@ -35,6 +35,50 @@ pub struct Invocation<'a> {
     /// the command runs directly: its process group is still taken down, but a
     /// daemon that leaves the group, or outlives a SIGKILLed orchestrator, escapes.
     pub supervisor: Option<&'static [std::ffi::OsString]>,
+    /// Called with the rest of every stderr line that starts with
+    /// [`PROGRESS_PREFIX`], as it arrives (the line is logged as well).
+    pub on_progress: Option<Box<ProgressFn>>,
+}
+
+/// What receives a step's progress lines.
+pub type ProgressFn = dyn Fn(&str) + Send + Sync;
+
+/// A step reports progress by writing `pedigree:progress DONE/TOTAL TEXT` as one
+/// line on stderr, e.g. `pedigree:progress 12/100 loss 0.3412`.
+pub const PROGRESS_PREFIX: &str = "pedigree:progress ";
+
+/// Longer stderr lines are not looked at for progress (they are still logged).
+const PROGRESS_LINE_LIMIT: usize = 4096;
+
+/// Finds progress lines in a byte stream that arrives in arbitrary pieces.
+#[derive(Default)]
+struct ProgressLines {
+    line: Vec<u8>,
+    /// The current line outgrew the limit: skip to its end.
+    skipping: bool,
+}
+
+impl ProgressLines {
+    fn feed(&mut self, bytes: &[u8], report: &dyn Fn(&str)) {
+        for &b in bytes {
+            if b == b'\n' {
+                if !self.skipping
+                    && let Ok(line) = std::str::from_utf8(&self.line)
+                    && let Some(rest) = line.strip_prefix(PROGRESS_PREFIX)
+                {
+                    report(rest.trim_end_matches('\r'));
+                }
+                self.line.clear();
+                self.skipping = false;
+            } else if !self.skipping {
+                self.line.push(b);
+                if self.line.len() > PROGRESS_LINE_LIMIT {
+                    self.line.clear();
+                    self.skipping = true;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,14 +122,23 @@ impl LogSink {
     }
 }
 
-async fn pump(mut r: impl AsyncRead + Unpin, sink: Arc<Mutex<LogSink>>, is_stderr: bool) {
+async fn pump(
+    mut r: impl AsyncRead + Unpin,
+    sink: Arc<Mutex<LogSink>>,
+    is_stderr: bool,
+    on_progress: Option<Arc<ProgressFn>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
+    let mut lines = ProgressLines::default();
     loop {
         match r.read(&mut buf).await {
             Ok(0) | Err(_) => break,
             Ok(n) => {
                 if let Ok(mut s) = sink.lock() {
                     s.push(&buf[..n], is_stderr);
+                }
+                if let Some(report) = &on_progress {
+                    lines.feed(&buf[..n], report.as_ref());
                 }
             }
         }
@@ -179,11 +232,13 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
         child.stdout.take().expect("piped"),
         sink.clone(),
         false,
+        None,
     ));
     let err = tokio::spawn(pump(
         child.stderr.take().expect("piped"),
         sink.clone(),
         true,
+        inv.on_progress.map(Arc::from),
     ));
 
     let mut cancel = inv.cancel.clone();
@@ -271,6 +326,7 @@ mod tests {
             cancel,
             sandbox: None,
             supervisor: None,
+            on_progress: None,
         }
     }
 
@@ -290,6 +346,39 @@ mod tests {
         assert_eq!(o.stderr_tail, "oops\n");
         let log = std::fs::read_to_string(d.path().join("log")).unwrap();
         assert!(log.contains("out") && log.contains("oops"));
+    }
+
+    #[tokio::test]
+    async fn progress_lines_are_reported_in_order_and_still_logged() {
+        let d = tempfile::tempdir().unwrap();
+        let (_tx, rx) = watch::channel(false);
+        // Progress on stderr only, split across writes, between other output.
+        let argv = sh(concat!(
+            "echo 'pedigree:progress 9/9 on stdout'; ",
+            "printf 'pedigree:progress 1/3 loss ' >&2; sleep 0.05; printf '0.5\\n' >&2; ",
+            "echo 'not progress' >&2; echo 'x pedigree:progress 5/5' >&2; ",
+            "echo 'pedigree:progress 2/3 loss 0.4' >&2"
+        ));
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut i = inv(&argv, d.path(), Duration::from_secs(10), rx);
+        let s = seen.clone();
+        i.on_progress = Some(Box::new(move |p| s.lock().unwrap().push(p.to_owned())));
+        let o = run(i).await.unwrap();
+        assert_eq!(o.exit, Exit::Success);
+        assert_eq!(*seen.lock().unwrap(), ["1/3 loss 0.5", "2/3 loss 0.4"]);
+        let log = std::fs::read_to_string(d.path().join("log")).unwrap();
+        assert!(log.contains("pedigree:progress 2/3 loss 0.4"), "{log}");
+    }
+
+    #[test]
+    fn an_overlong_line_is_not_progress() {
+        let seen = Mutex::new(Vec::<String>::new());
+        let report = |p: &str| seen.lock().unwrap().push(p.to_owned());
+        let mut lines = ProgressLines::default();
+        let long = format!("{PROGRESS_PREFIX}1/2 {}\n", "x".repeat(PROGRESS_LINE_LIMIT));
+        lines.feed(long.as_bytes(), &report);
+        lines.feed(b"pedigree:progress 2/2 ok\n", &report);
+        assert_eq!(*seen.lock().unwrap(), ["2/2 ok"]);
     }
 
     #[tokio::test]

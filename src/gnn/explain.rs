@@ -4,17 +4,18 @@
 //! A user's final embedding is the mean of its layers, and its first layer is
 //! Σ_j α_uj h_j over the items it interacted with in training, where α_uj is the
 //! propagation weight (degree normalisation × the neighbourhood softmax of
-//! θ·⟨h_u, h_j⟩ with `attention: dot`; the degree normalisation alone with
-//! `attention: none`). The contribution of past item j to recommended item i is
+//! θ·cos(h_u, h_j) with `attention: cosine`, of θ·⟨h_u, h_j⟩ with `attention:
+//! dot`; the degree normalisation alone with `attention: none`). The contribution of past item j to recommended item i is
 //! α_uj · ⟨z_j, z_i⟩, with z the final item embeddings: how much the user
 //! attends to j, times how close j is to i. Only training interactions are
 //! edges of the graph, so only they can be reasons; every item the user has
 //! interacted with (in any split) is excluded from the recommendations.
 
 use super::graph::{Graph, TRAIN};
+use super::kernels::dot;
 use super::metrics::{dot_scores, top_k};
-use super::model::{self, Attention, LoadedModel};
-use super::propagate::row_weights;
+use super::model::{self, LoadedModel};
+use super::propagate::{Attend, row_weights};
 use super::train::adjacency;
 
 /// One past interaction behind a recommendation.
@@ -78,16 +79,17 @@ pub fn recommend(
     } else {
         let adj = adjacency(graph, &meta.config);
         let e0 = model::values(model.module.embedding.val());
-        let theta = (meta.config.attention == Attention::Dot)
-            .then(|| model::values(model.module.theta.val())[0]);
-        row_weights(&adj, &e0, d, theta, u)
+        let attend = meta.config.attention.keys().map(|keys| Attend {
+            theta: model::values(model.module.theta.val())[0],
+            keys,
+        });
+        row_weights(&adj, &e0, d, attend, u)
             .into_iter()
             .filter(|&(j, _)| (j as usize) >= nu && (j as usize) < nu + graph.n_items())
             .map(|(j, a)| (j - nu as u32, a))
             .collect()
     };
     let item = |i: u32| &items[i as usize * d..(i as usize + 1) * d];
-    let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
     Ok(top
         .into_iter()
         .map(|i| {

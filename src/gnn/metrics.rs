@@ -119,7 +119,7 @@ where
 /// Scores from embeddings: ⟨user u, item i⟩ for every i (items row-major, `d` wide).
 pub fn dot_scores(user: &[f32], items: &[f32], d: usize, out: &mut [f32]) {
     for (o, item) in out.iter_mut().zip(items.chunks_exact(d)) {
-        *o = user.iter().zip(item).map(|(a, b)| a * b).sum();
+        *o = super::kernels::dot(user, item);
     }
 }
 

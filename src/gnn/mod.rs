@@ -8,6 +8,7 @@ pub mod baselines;
 pub mod explain;
 pub mod graph;
 pub mod input;
+pub(crate) mod kernels;
 pub mod metrics;
 pub mod model;
 pub mod propagate;

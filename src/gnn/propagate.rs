@@ -12,7 +12,8 @@
 //! One layer, for node i with neighbours N(i):
 //!
 //! ```text
-//! s_ij = θ · ⟨h_i, h_j⟩                       attention logits (`attention: dot`)
+//! s_ij = θ · ⟨k_i, k_j⟩                       attention logits; keys k = h (`attention: dot`)
+//!                                             or k = h / |h| (`attention: cosine`)
 //! a_ij = exp(s_ij) / Σ_k∈N(i) exp(s_ik)         softmax over the neighbourhood
 //! α_ij = c_ij · |N(i)| · a_ij                   c_ij = w_ij / √(d_i d_j), weighted degrees
 //! h'_i = σ(Σ_j α_ij h_j + b)
@@ -28,15 +29,24 @@
 //! gz_i   = g_i ⊙ σ'(z_i)                  ∂L/∂b = Σ_i gz_i
 //! q_ij   = c_ij |N(i)| ⟨gz_i, h_j⟩        ∂L/∂a_ij
 //! ds_ij  = a_ij (q_ij − Σ_k a_ik q_ik)     softmax backward
-//! ∂L/∂θ  = Σ_ij ds_ij ⟨h_i, h_j⟩
-//! ∂L/∂h_j = Σ_{i: j∈N(i)} (α_ij gz_i + θ ds_ij h_i)   (as value and as key)
-//!         + θ Σ_{k∈N(j)} ds_jk h_k                      (as query)
+//! ∂L/∂θ  = Σ_ij ds_ij ⟨k_i, k_j⟩
+//! ∂L/∂k_j = θ Σ_{i: j∈N(i)} ds_ij k_i + θ Σ_{k∈N(j)} ds_jk k_k   (as key, as query)
+//! ∂L/∂h_j = Σ_{i: j∈N(i)} α_ij gz_i  +  J_jᵀ ∂L/∂k_j             (as value, through the key)
 //! ```
 //!
-//! The first sum runs over the edges into j; the adjacency is symmetric in
-//! structure, so it is row j read through `rev` (the index of the reverse edge).
+//! with J = I for `dot` and, for `cosine`, J_jᵀ g = (g − ⟨g, k_j⟩ k_j) / |h_j|.
+//! The sums over i run over the edges into j; the adjacency is symmetric in
+//! structure, so they are row j read through `rev` (the index of the reverse edge).
+//!
+//! Why `cosine` exists: with raw dot products the logits grow with the embedding
+//! norms, which BPR keeps growing, so the softmax sharpens onto one neighbour
+//! whatever θ starts at (measured on MovieLens: validation peaks, then falls).
+//! Unit keys bound the logits to [−|θ|, |θ|]: θ alone sets how far attention may
+//! move a weight away from the degree normalisation (a factor of at most e^{2|θ|}).
 
 use rayon::prelude::*;
+
+use super::kernels::{axpy, dot, dots, weighted_sum};
 
 /// Rows handed to one rayon task; large enough to amortise scheduling.
 const ROWS_PER_TASK: usize = 64;
@@ -117,63 +127,92 @@ pub enum Activation {
     Tanh,
 }
 
+/// What the attention logits compare: the layer inputs themselves or their directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keys {
+    Dot,
+    Cosine,
+}
+
+/// One layer's attention: its θ and its keys.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Attend {
+    pub theta: f32,
+    pub keys: Keys,
+}
+
 /// What a layer keeps for its backward pass.
 pub struct LayerCache {
     input: Vec<f32>,
     output: Vec<f32>,
     /// α per edge.
     alpha: Vec<f32>,
-    /// Softmax weights a per edge and ⟨h_i, h_j⟩ per edge (attention only).
+    /// Softmax weights a per edge and ⟨k_i, k_j⟩ per edge (attention only).
     att: Vec<f32>,
     dots: Vec<f32>,
-    theta: Option<f32>,
+    /// Unit keys and the input norms (`cosine` only).
+    unit: Vec<f32>,
+    norms: Vec<f32>,
+    attend: Option<Attend>,
 }
 
-#[inline]
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators: vectorises, and the order is fixed.
-    let mut acc = [0f32; 8];
-    let (ca, ra) = a.split_at(a.len() - a.len() % 8);
-    let (cb, rb) = b.split_at(ca.len());
-    for (x, y) in ca.chunks_exact(8).zip(cb.chunks_exact(8)) {
-        for ((a, x), y) in acc.iter_mut().zip(x).zip(y) {
-            *a += x * y;
+impl LayerCache {
+    fn keys(&self) -> &[f32] {
+        match self.attend {
+            Some(Attend {
+                keys: Keys::Cosine, ..
+            }) => &self.unit,
+            _ => &self.input,
         }
     }
-    let mut s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (x, y) in ra.iter().zip(rb) {
-        s += x * y;
-    }
-    s
 }
 
-#[inline]
-fn axpy(out: &mut [f32], a: f32, x: &[f32]) {
-    for (o, v) in out.iter_mut().zip(x) {
-        *o += a * v;
-    }
+/// Below this norm a row has no direction; its unit key is zero (no attention signal).
+const MIN_NORM: f32 = 1e-12;
+
+/// Unit rows of h and the row norms.
+fn unit_rows(h: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut unit = h.to_vec();
+    let mut norms = vec![0f32; h.len() / d];
+    unit.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(norms.par_chunks_mut(ROWS_PER_TASK))
+        .for_each(|(u, n)| {
+            for (row, norm) in u.chunks_exact_mut(d).zip(n) {
+                *norm = dot(row, row).sqrt();
+                let inv = if *norm > MIN_NORM { 1.0 / *norm } else { 0.0 };
+                row.iter_mut().for_each(|v| *v *= inv);
+            }
+        });
+    (unit, norms)
 }
 
-/// One layer forward. `theta: None` is plain normalised propagation.
+/// One layer forward. `attend: None` is plain normalised propagation.
 pub fn layer_forward(
     adj: &Adjacency,
     h: Vec<f32>,
     d: usize,
-    theta: Option<f32>,
+    attend: Option<Attend>,
     bias: Option<&[f32]>,
     act: Activation,
 ) -> (Vec<f32>, LayerCache) {
     let n = adj.n;
     let mut out = vec![0f32; n * d];
     let mut alpha = vec![0f32; adj.edges()];
-    let (mut att, mut dots) = match theta {
+    let (mut att, mut dots) = match attend {
         Some(_) => (vec![0f32; adj.edges()], vec![0f32; adj.edges()]),
         None => (Vec::new(), Vec::new()),
     };
+    let (unit, norms) = match attend {
+        Some(Attend {
+            keys: Keys::Cosine, ..
+        }) => unit_rows(&h, d),
+        _ => (Vec::new(), Vec::new()),
+    };
     // Per-edge weights first (parallel over rows, each row's edges by one task)...
-    match theta {
+    match attend {
         None => alpha.copy_from_slice(&adj.norm),
-        Some(t) => {
+        Some(a) => {
+            let keys = if a.keys == Keys::Cosine { &unit } else { &h };
             let ptr = &adj.ptr;
             // Split the edge arrays at row boundaries of ROWS_PER_TASK-row blocks.
             let blocks = row_blocks(ptr);
@@ -190,28 +229,17 @@ pub fn layer_forward(
                     let base = ptr[rows.start];
                     for i in rows {
                         let (lo, hi) = (ptr[i] - base, ptr[i + 1] - base);
-                        if lo == hi {
-                            continue;
-                        }
-                        let hi_row = &h[i * d..(i + 1) * d];
-                        let mut max = f32::NEG_INFINITY;
-                        for e in lo..hi {
-                            let j = adj.col[base + e] as usize;
-                            let s = dot(hi_row, &h[j * d..(j + 1) * d]);
-                            dt[e] = s;
-                            at[e] = t * s;
-                            max = max.max(t * s);
-                        }
-                        let mut z = 0f32;
-                        for e in lo..hi {
-                            at[e] = (at[e] - max).exp();
-                            z += at[e];
-                        }
-                        let deg = (hi - lo) as f32;
-                        for e in lo..hi {
-                            at[e] /= z;
-                            al[e] = adj.norm[base + e] * deg * at[e];
-                        }
+                        softmax_row(
+                            &adj.col[base + lo..base + hi],
+                            &adj.norm[base + lo..base + hi],
+                            keys,
+                            d,
+                            i,
+                            a.theta,
+                            &mut dt[lo..hi],
+                            &mut at[lo..hi],
+                            &mut al[lo..hi],
+                        );
                     }
                 });
         }
@@ -223,10 +251,7 @@ pub fn layer_forward(
             for (r, o) in chunk.chunks_exact_mut(d).enumerate() {
                 let i = b * ROWS_PER_TASK + r;
                 let edges = adj.ptr[i]..adj.ptr[i + 1];
-                for (&j, &a) in adj.col[edges.clone()].iter().zip(&alpha[edges]) {
-                    let j = j as usize;
-                    axpy(o, a, &h[j * d..(j + 1) * d]);
-                }
+                weighted_sum(o, &adj.col[edges.clone()], &alpha[edges], &h);
                 if let Some(bias) = bias {
                     axpy(o, 1.0, bias);
                 }
@@ -245,9 +270,46 @@ pub fn layer_forward(
         alpha,
         att,
         dots,
-        theta,
+        unit,
+        norms,
+        attend,
     };
     (out, cache)
+}
+
+/// One row's attention: the key products, the softmax and α = c · |N(i)| · a.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn softmax_row(
+    cols: &[u32],
+    norm: &[f32],
+    keys: &[f32],
+    d: usize,
+    i: usize,
+    theta: f32,
+    dots: &mut [f32],
+    att: &mut [f32],
+    alpha: &mut [f32],
+) {
+    if cols.is_empty() {
+        return;
+    }
+    super::kernels::dots(&keys[i * d..(i + 1) * d], cols, keys, dots);
+    let mut max = f32::NEG_INFINITY;
+    for (dt, at) in dots.iter().zip(att.iter_mut()) {
+        *at = theta * *dt;
+        max = max.max(*at);
+    }
+    let mut z = 0f32;
+    for at in att.iter_mut() {
+        *at = (*at - max).exp();
+        z += *at;
+    }
+    let deg = cols.len() as f32;
+    for ((at, al), c) in att.iter_mut().zip(alpha.iter_mut()).zip(norm) {
+        *at /= z;
+        *al = c * deg * *at;
+    }
 }
 
 /// The propagation weights α_ij of one row i (its neighbours j and their weight in
@@ -257,29 +319,37 @@ pub fn row_weights(
     adj: &Adjacency,
     h: &[f32],
     d: usize,
-    theta: Option<f32>,
+    attend: Option<Attend>,
     i: usize,
 ) -> Vec<(u32, f32)> {
     let edges = adj.ptr[i]..adj.ptr[i + 1];
     let cols = &adj.col[edges.clone()];
     let norm = &adj.norm[edges];
-    let Some(t) = theta else {
+    let Some(a) = attend else {
         return cols.iter().copied().zip(norm.iter().copied()).collect();
     };
-    let hi = &h[i * d..(i + 1) * d];
-    let logits: Vec<f32> = cols
-        .iter()
-        .map(|&j| t * dot(hi, &h[j as usize * d..(j as usize + 1) * d]))
-        .collect();
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|s| (s - max).exp()).collect();
-    let z: f32 = exps.iter().sum();
-    let deg = cols.len() as f32;
-    cols.iter()
-        .zip(norm)
-        .zip(&exps)
-        .map(|((&j, &c), &a)| (j, c * deg * (a / z)))
-        .collect()
+    // Only row i and its neighbours are read: unit keys for those rows alone.
+    let keys: std::borrow::Cow<[f32]> = match a.keys {
+        Keys::Dot => h.into(),
+        Keys::Cosine => {
+            let mut k = vec![0f32; h.len()];
+            for j in cols.iter().map(|&j| j as usize).chain([i]) {
+                let row = &h[j * d..(j + 1) * d];
+                let norm = dot(row, row).sqrt();
+                let inv = if norm > MIN_NORM { 1.0 / norm } else { 0.0 };
+                for (o, v) in k[j * d..(j + 1) * d].iter_mut().zip(row) {
+                    *o = v * inv;
+                }
+            }
+            k.into()
+        }
+    };
+    let m = cols.len();
+    let (mut dots, mut att, mut alpha) = (vec![0f32; m], vec![0f32; m], vec![0f32; m]);
+    softmax_row(
+        cols, norm, &keys, d, i, a.theta, &mut dots, &mut att, &mut alpha,
+    );
+    cols.iter().copied().zip(alpha).collect()
 }
 
 /// Gradients of one layer.
@@ -316,7 +386,7 @@ pub fn layer_backward(
     // Softmax backward per edge (attention only).
     let mut ds = Vec::new();
     let mut theta_grad = 0f32;
-    if cache.theta.is_some() {
+    if cache.attend.is_some() {
         ds = vec![0f32; adj.edges()];
         let blocks = row_blocks(&adj.ptr);
         let mut parts = split_by(&mut ds, &blocks);
@@ -332,14 +402,13 @@ pub fn layer_backward(
                     if lo == hi {
                         continue;
                     }
-                    let gi = &g[i * d..(i + 1) * d];
                     let deg = (hi - lo) as f32;
+                    let q = &mut dsp[lo - base..hi - base];
+                    dots(&g[i * d..(i + 1) * d], &adj.col[lo..hi], h, q);
                     let mut mean = 0f32;
-                    for e in lo..hi {
-                        let j = adj.col[e] as usize;
-                        let q = adj.norm[e] * deg * dot(gi, &h[j * d..(j + 1) * d]);
-                        dsp[e - base] = q;
-                        mean += cache.att[e] * q;
+                    for (e, q) in (lo..hi).zip(q) {
+                        *q *= adj.norm[e] * deg;
+                        mean += cache.att[e] * *q;
                     }
                     for e in lo..hi {
                         let v = cache.att[e] * (dsp[e - base] - mean);
@@ -353,23 +422,48 @@ pub fn layer_backward(
         // Block partial sums in block order: fixed regardless of threads.
         theta_grad = partial.iter().sum();
     }
+    let keys = cache.keys();
     let mut input = vec![0f32; n * d];
     input
         .par_chunks_mut(d * ROWS_PER_TASK)
         .enumerate()
         .for_each(|(b, chunk)| {
+            let mut gk = vec![0f32; d];
+            let mut w = Vec::new();
             for (r, o) in chunk.chunks_exact_mut(d).enumerate() {
                 let j = b * ROWS_PER_TASK + r;
-                for e in adj.ptr[j]..adj.ptr[j + 1] {
-                    // Edge e = (j, i); its reverse (i, j) carries α_ij and ds_ij.
-                    let i = adj.col[e] as usize;
-                    let er = adj.rev[e] as usize;
-                    axpy(o, cache.alpha[er], &g[i * d..(i + 1) * d]);
-                    if let Some(t) = cache.theta {
-                        let hi = &h[i * d..(i + 1) * d];
-                        axpy(o, t * ds[er], hi);
-                        // As the query: ds_jk h_k with k = i here.
-                        axpy(o, t * ds[e], hi);
+                // Edge e = (j, i); its reverse (i, j) carries α_ij and ds_ij.
+                let edges = adj.ptr[j]..adj.ptr[j + 1];
+                let cols = &adj.col[edges.clone()];
+                w.clear();
+                w.extend(edges.clone().map(|e| cache.alpha[adj.rev[e] as usize]));
+                weighted_sum(o, cols, &w, &g);
+                if cache.attend.is_some() {
+                    // As the key of (i, j) and as the query of (j, i).
+                    w.clear();
+                    w.extend(edges.map(|e| ds[adj.rev[e] as usize] + ds[e]));
+                    gk.iter_mut().for_each(|v| *v = 0.0);
+                    weighted_sum(&mut gk, cols, &w, keys);
+                }
+                match cache.attend {
+                    None => {}
+                    Some(Attend {
+                        theta,
+                        keys: Keys::Dot,
+                    }) => axpy(o, theta, &gk),
+                    Some(Attend {
+                        theta,
+                        keys: Keys::Cosine,
+                    }) => {
+                        // Through the normalisation: (g − ⟨g, k̂⟩ k̂) / |h|.
+                        let norm = cache.norms[j];
+                        if norm > MIN_NORM {
+                            let kj = &keys[j * d..(j + 1) * d];
+                            let along = dot(&gk, kj);
+                            for ((o, g), k) in o.iter_mut().zip(&gk).zip(kj) {
+                                *o += theta * (g - along * k) / norm;
+                            }
+                        }
                     }
                 }
             }
@@ -404,6 +498,8 @@ fn split_by<'a>(mut v: &'a mut [f32], sizes: &[usize]) -> Vec<&'a mut [f32]> {
 pub struct StackParams {
     /// θ per layer; `None`: no attention.
     pub theta: Option<Vec<f32>>,
+    /// What the attention logits compare (with `theta`).
+    pub keys: Keys,
     /// Bias per layer (d values each); `None`: no bias.
     pub bias: Option<Vec<Vec<f32>>>,
     pub activation: Activation,
@@ -425,9 +521,12 @@ pub fn stack_forward(
     let mut h = e0.to_vec();
     let mut caches = Vec::with_capacity(p.layers);
     for l in 0..p.layers {
-        let theta = p.theta.as_ref().map(|t| t[l]);
+        let attend = p.theta.as_ref().map(|t| Attend {
+            theta: t[l],
+            keys: p.keys,
+        });
         let bias = p.bias.as_ref().map(|b| b[l].as_slice());
-        let (out, cache) = layer_forward(adj, h, d, theta, bias, p.activation);
+        let (out, cache) = layer_forward(adj, h, d, attend, bias, p.activation);
         acc.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(out.par_chunks(d * ROWS_PER_TASK))
             .for_each(|(a, o)| axpy(a, 1.0, o));
@@ -506,10 +605,11 @@ mod tests {
         let adj = graph();
         let d = 3;
         let h = random(7 * d, 4);
-        for theta in [None, Some(0.7)] {
-            let (_, cache) = layer_forward(&adj, h.clone(), d, theta, None, Activation::None);
+        let attend = |theta, keys| Some(Attend { theta, keys });
+        for attend in [None, attend(0.7, Keys::Dot), attend(2.0, Keys::Cosine)] {
+            let (_, cache) = layer_forward(&adj, h.clone(), d, attend, None, Activation::None);
             for i in 0..adj.n {
-                let row = row_weights(&adj, &h, d, theta, i);
+                let row = row_weights(&adj, &h, d, attend, i);
                 let want: Vec<(u32, f32)> = (adj.ptr[i]..adj.ptr[i + 1])
                     .map(|e| (adj.col[e], cache.alpha[e]))
                     .collect();
@@ -528,9 +628,12 @@ mod tests {
         let d = 3;
         let h = random(7 * d, 1);
         let plain = layer_forward(&adj, h.clone(), d, None, None, Activation::None).0;
-        let zero_theta = layer_forward(&adj, h.clone(), d, Some(0.0), None, Activation::None).0;
-        for (a, b) in plain.iter().zip(&zero_theta) {
-            assert!((a - b).abs() < 1e-6);
+        for keys in [Keys::Dot, Keys::Cosine] {
+            let attend = Some(Attend { theta: 0.0, keys });
+            let zero_theta = layer_forward(&adj, h.clone(), d, attend, None, Activation::None).0;
+            for (a, b) in plain.iter().zip(&zero_theta) {
+                assert!((a - b).abs() < 1e-6);
+            }
         }
         // Node 0: neighbours 3 (w1), 4 (w2), 5 (w1); weighted degrees d0=4, d3=2, d4=3, d5=5.
         let want: Vec<f32> = (0..d)
@@ -554,13 +657,19 @@ mod tests {
         let n = adj.n;
         let e0 = random(n * d, 2);
         let w = random(n * d, 3); // loss = Σ w ⊙ final
-        for (attention, act, bias) in [
-            (false, Activation::None, false),
-            (true, Activation::None, false),
-            (true, Activation::Tanh, true),
+        for (attention, keys, act, bias) in [
+            (false, Keys::Dot, Activation::None, false),
+            (true, Keys::Dot, Activation::None, false),
+            (true, Keys::Dot, Activation::Tanh, true),
+            (true, Keys::Cosine, Activation::None, false),
+            (true, Keys::Cosine, Activation::Tanh, true),
         ] {
             let p = StackParams {
-                theta: attention.then(|| vec![0.7, -0.4]),
+                theta: attention.then(|| match keys {
+                    Keys::Dot => vec![0.7, -0.4],
+                    Keys::Cosine => vec![2.5, -1.5],
+                }),
+                keys,
                 bias: bias.then(|| vec![vec![0.1, -0.2, 0.05, 0.0], vec![0.0; 4]]),
                 activation: act,
                 layers: 2,
@@ -584,7 +693,7 @@ mod tests {
                 let got = grads.e0[idx] as f64;
                 assert!(
                     (num - got).abs() < 2e-3,
-                    "{attention} {act:?} e0[{idx}]: {num} vs {got}"
+                    "{attention} {keys:?} {act:?} e0[{idx}]: {num} vs {got}"
                 );
             }
             if attention {
@@ -595,7 +704,10 @@ mod tests {
                     pm.theta.as_mut().unwrap()[l] -= eps;
                     let num = (loss(&e0, &pp) - loss(&e0, &pm)) / (2.0 * eps as f64);
                     let got = grads.theta[l] as f64;
-                    assert!((num - got).abs() < 2e-3, "theta[{l}]: {num} vs {got}");
+                    assert!(
+                        (num - got).abs() < 2e-3,
+                        "{keys:?} theta[{l}]: {num} vs {got}"
+                    );
                 }
             }
             if bias {
@@ -611,16 +723,22 @@ mod tests {
 
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
-        let adj = graph();
+        // Enough rows for many ROWS_PER_TASK blocks, so threads really split the work.
+        let mut r = Rng::new(7);
+        let edges: Vec<(u32, u32, f32)> = (0..3000)
+            .map(|_| (r.below(300) as u32, 300 + r.below(400) as u32, 1.0))
+            .collect();
+        let adj = Adjacency::from_edges(700, &edges);
         let d = 8;
         let e0 = random(adj.n * d, 4);
-        let p = StackParams {
-            theta: Some(vec![1.0, 1.0]),
-            bias: None,
-            activation: Activation::None,
-            layers: 2,
-        };
-        let run = |threads| {
+        let run = |threads, keys| {
+            let p = StackParams {
+                theta: Some(vec![1.0, 1.0]),
+                keys,
+                bias: None,
+                activation: Activation::None,
+                layers: 2,
+            };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -631,6 +749,8 @@ mod tests {
                 (f, g.e0, g.theta)
             })
         };
-        assert_eq!(run(1), run(3));
+        for keys in [Keys::Dot, Keys::Cosine] {
+            assert_eq!(run(1, keys), run(3, keys), "{keys:?}");
+        }
     }
 }

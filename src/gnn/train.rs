@@ -22,12 +22,12 @@ use std::time::Instant;
 
 use burn::optim::{AdamConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::activation::softplus;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::graph::{Graph, TRAIN, VALID};
 use super::metrics::{self, Metrics};
 use super::model::{self, Attention, GnnR, ModelMeta, TrainConfig};
-use super::propagate::{Adjacency, StackParams, stack_forward};
+use super::propagate::{Adjacency, Keys, StackParams, stack_forward};
 use super::rng::Rng;
 
 /// The random stream of epoch shuffles and negative samples.
@@ -42,6 +42,8 @@ pub struct EpochReport {
     pub seconds: f64,
     pub best_epoch: usize,
     pub best: f64,
+    /// θ of each layer after the epoch (empty without attention).
+    pub theta: Vec<f32>,
 }
 
 pub struct Trained {
@@ -81,7 +83,8 @@ pub fn adjacency(graph: &Graph, config: &TrainConfig) -> Adjacency {
 fn stack_params(module: &GnnR, config: &TrainConfig) -> StackParams {
     let d = config.dim;
     StackParams {
-        theta: (config.attention == Attention::Dot).then(|| model::values(module.theta.val())),
+        theta: (config.attention != Attention::None).then(|| model::values(module.theta.val())),
+        keys: config.attention.keys().unwrap_or(Keys::Dot),
         bias: config.bias.then(|| {
             model::values(module.bias.val())
                 .chunks(d)
@@ -158,6 +161,7 @@ pub fn train(
         );
     }
     let train_items = graph.items_by_user(TRAIN);
+    let _flush = super::kernels::FlushDenormals::on_every_thread();
     let adj = adjacency(graph, config);
     let device = model::cpu().autodiff();
     let inner = device.clone().inner();
@@ -208,6 +212,7 @@ pub fn train(
             seconds,
             best_epoch,
             best: best_value,
+            theta: stack_params(&module, config).theta.unwrap_or_default(),
         };
         on_epoch(&report);
         history.push(report);
@@ -242,6 +247,12 @@ pub fn train(
 }
 
 /// One optimisation step on one batch; returns the updated module and the batch loss.
+///
+/// The loss needs the propagated rows of the batch's users, positives and
+/// negatives, and the ego rows of the same nodes for L2. Those rows are gathered
+/// here into batch × dim leaves, so burn's tape holds the loss alone (no n × dim
+/// `select` and its scatter backward per batch); their gradients are
+/// scatter-added back in batch order, which keeps the result deterministic.
 #[allow(clippy::too_many_arguments)]
 fn step(
     module: GnnR,
@@ -258,46 +269,50 @@ fn step(
 ) -> (GnnR, f64) {
     let d = config.dim;
     let sp = stack_params(&module, config);
-    let emb = module.embedding.val();
-    let e0 = model::values(emb.clone().detach());
+    let e0 = model::values(module.embedding.val().detach());
     let (fin, cache) = stack_forward(adj, &e0, d, &sp);
 
-    let idx = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v, [batch.len()]), device);
-    let u = idx(batch.iter().map(|&p| pairs[p].0 as i64).collect());
-    let i = idx(batch
-        .iter()
-        .map(|&p| (nu + pairs[p].1 as usize) as i64)
-        .collect());
-    let j = idx(neg.iter().map(|&j| (nu + j as usize) as i64).collect());
+    let users: Vec<usize> = batch.iter().map(|&p| pairs[p].0 as usize).collect();
+    let pos: Vec<usize> = batch.iter().map(|&p| nu + pairs[p].1 as usize).collect();
+    let negs: Vec<usize> = neg.iter().map(|&j| nu + j as usize).collect();
+    let rows = [&users, &pos, &negs];
+    let leaf = |src: &[f32], rows: &[usize]| {
+        let v: Vec<f32> = rows
+            .iter()
+            .flat_map(|&r| &src[r * d..(r + 1) * d])
+            .copied()
+            .collect();
+        Tensor::<2>::from_data(TensorData::new(v, [rows.len(), d]), device).require_grad()
+    };
+    let [fu, fi, fj] = rows.map(|r| leaf(&fin, r));
+    let [eu, ei, ej] = rows.map(|r| leaf(&e0, r));
 
-    // Propagated embeddings enter the tape as a leaf; its gradient goes through
-    // the propagation's own backward below.
-    let f = Tensor::<2>::from_data(TensorData::new(fin, [n, d]), device).require_grad();
-    let fu = f.clone().select(0, u.clone());
-    let fi = f.clone().select(0, i.clone());
-    let fj = f.clone().select(0, j.clone());
-    let pos = (fu.clone() * fi).sum_dim(1);
-    let negs = (fu * fj).sum_dim(1);
-    let bpr = softplus(negs - pos, 1.0).mean();
-    let sq = |t: Tensor<2>| (t.clone() * t).sum();
-    let l2 = (sq(emb.clone().select(0, u))
-        + sq(emb.clone().select(0, i))
-        + sq(emb.clone().select(0, j)))
-    .mul_scalar(config.reg * 0.5 / batch.len() as f64);
+    let pos_score = (fu.clone() * fi.clone()).sum_dim(1);
+    let neg_score = (fu.clone() * fj.clone()).sum_dim(1);
+    let bpr = softplus(neg_score - pos_score, 1.0).mean();
+    let sq = |t: &Tensor<2>| (t.clone() * t.clone()).sum();
+    let l2 = (sq(&eu) + sq(&ei) + sq(&ej)).mul_scalar(config.reg * 0.5 / batch.len() as f64);
     let loss = bpr + l2;
     let loss_value = model::values(loss.clone().detach())[0] as f64;
     let mut grads = loss.backward();
 
-    let d_final = model::values(f.grad_remove(&mut grads).expect("f is a tracked leaf"));
+    let mut grad_of = |t: &Tensor<2>| t.grad_remove(&mut grads).map(model::values);
+    let mut d_final = vec![0f32; n * d];
+    for (t, r) in [&fu, &fi, &fj].into_iter().zip(rows) {
+        scatter_add(&mut d_final, r, grad_of(t), d);
+    }
+    let ego: Vec<_> = [&eu, &ei, &ej].into_iter().map(&mut grad_of).collect();
     let sg = super::propagate::stack_backward(adj, cache, &d_final, d, &sp);
-    let g_emb = Tensor::<2>::from_data(TensorData::new(sg.e0, [n, d]), inner);
-    let g_emb = match emb.grad_remove(&mut grads) {
-        Some(g) => g + g_emb,
-        None => g_emb,
-    };
+    let mut g_e0 = sg.e0;
+    for (g, r) in ego.into_iter().zip(rows) {
+        scatter_add(&mut g_e0, r, g, d);
+    }
     let mut gp = GradientsParams::new();
-    gp.register(module.embedding.id, g_emb);
-    if config.layers > 0 && config.attention == Attention::Dot {
+    gp.register(
+        module.embedding.id,
+        Tensor::<2>::from_data(TensorData::new(g_e0, [n, d]), inner),
+    );
+    if config.layers > 0 && config.attention != Attention::None && config.learn_theta {
         let l = sg.theta.len();
         gp.register(
             module.theta.id,
@@ -312,6 +327,16 @@ fn step(
         );
     }
     (optim.step(config.lr, module, gp), loss_value)
+}
+
+/// `dst[rows[k]] += grad[k]` for each row of a batch × dim gradient, in batch order.
+fn scatter_add(dst: &mut [f32], rows: &[usize], grad: Option<Vec<f32>>, d: usize) {
+    let Some(grad) = grad else { return };
+    for (&r, g) in rows.iter().zip(grad.chunks_exact(d)) {
+        for (o, v) in dst[r * d..(r + 1) * d].iter_mut().zip(g) {
+            *o += v;
+        }
+    }
 }
 
 /// Trains, then writes the model folder.
@@ -401,7 +426,7 @@ mod tests {
             &g.items_by_user(TEST),
             &[5],
         )["ndcg@5"];
-        for attention in [Attention::Dot, Attention::None] {
+        for attention in [Attention::Cosine, Attention::Dot, Attention::None] {
             let cfg = small(attention);
             let t = train(&g, &cfg, &mut |_| {}).unwrap();
             let first = t.history.first().unwrap().loss;
@@ -419,7 +444,7 @@ mod tests {
     #[test]
     fn same_seed_gives_a_bit_identical_model_that_loads_back() {
         let g = planted();
-        let mut cfg = small(Attention::Dot);
+        let mut cfg = small(Attention::Cosine);
         cfg.epochs = 3;
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
@@ -447,9 +472,33 @@ mod tests {
     }
 
     #[test]
+    fn theta_stays_fixed_unless_learn_theta() {
+        let g = planted();
+        let mut cfg = small(Attention::Cosine);
+        cfg.epochs = 3;
+        let theta = |cfg: &TrainConfig| {
+            let t = train(&g, cfg, &mut |_| {}).unwrap();
+            let per_epoch: Vec<Vec<f32>> = t.history.iter().map(|r| r.theta.clone()).collect();
+            let best = per_epoch[t.meta.best_epoch].clone();
+            (model::values(t.module.theta.val()), per_epoch, best)
+        };
+        let (fixed, history, _) = theta(&cfg);
+        assert_eq!(fixed, vec![cfg.theta; cfg.layers]);
+        assert!(history.iter().all(|t| *t == fixed), "{history:?}");
+        cfg.learn_theta = true;
+        let (learnt, history, at_best) = theta(&cfg);
+        assert!(
+            history.iter().flatten().all(|t| *t != cfg.theta),
+            "θ did not move: {history:?}"
+        );
+        // The model keeps the best epoch's weights, θ included.
+        assert_eq!(learnt, at_best);
+    }
+
+    #[test]
     fn recommendations_are_unseen_items_explained_by_the_users_own_past() {
         let g = planted();
-        let cfg = small(Attention::Dot);
+        let cfg = small(Attention::Cosine);
         let dir = tempfile::tempdir().unwrap();
         train_and_save(&g, &cfg, dir.path(), &mut |_| {}).unwrap();
         let m = model::load(dir.path(), &model::cpu()).unwrap();

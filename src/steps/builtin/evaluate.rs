@@ -24,7 +24,8 @@ use crate::steps::protocol::{MetricPoint, Request, Response};
 
 pub static KIND: Kind = Kind {
     name: "evaluate",
-    version: 1,
+    // 2: scores through the propagation's dot product (eight accumulators).
+    version: 2,
     description: "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines",
     inputs: &[("model", false), ("graph", false)],
     outputs: &[Output {
@@ -137,6 +138,15 @@ fn rank_embeddings(g: &Graph, out: &[f32], d: usize, c: &Config) -> Metrics {
 }
 
 /// Test: train and valid masked (the reference protocol). Valid: train masked.
+/// The variant the `ablation` baseline trains: without attention, or with the
+/// default attention when the model has none.
+fn ablation_of(a: Attention) -> Attention {
+    match a {
+        Attention::None => TrainConfig::default().attention,
+        Attention::Dot | Attention::Cosine => Attention::None,
+    }
+}
+
 fn masks(g: &Graph, split: u8) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let train = g.items_by_user(TRAIN);
     if split == TEST {
@@ -199,10 +209,7 @@ fn run(req: &Request) -> Result<Response, String> {
                     cfg.layers = 0;
                     cfg.attention = Attention::None;
                 } else {
-                    cfg.attention = match cfg.attention {
-                        Attention::Dot => Attention::None,
-                        Attention::None => Attention::Dot,
-                    };
+                    cfg.attention = ablation_of(cfg.attention);
                 }
                 eprintln!("training baseline {b}");
                 let metric = cfg.metric.clone();
@@ -222,10 +229,10 @@ fn run(req: &Request) -> Result<Response, String> {
             _ => unreachable!("validated above"),
         };
         let name = if b == "ablation" {
-            match loaded.meta.config.attention {
-                Attention::Dot => "gnn-r attention:none".to_owned(),
-                Attention::None => "gnn-r attention:dot".to_owned(),
-            }
+            format!(
+                "gnn-r attention:{}",
+                ablation_of(loaded.meta.config.attention).name()
+            )
         } else {
             b.clone()
         };

@@ -49,6 +49,9 @@ pub struct ParamIssue {
 /// One built-in step kind.
 pub struct Kind {
     pub name: &'static str,
+    /// Part of every step key: bump it whenever the kind can write different bytes
+    /// for the same inputs and params (a new default is caught by the params, a new
+    /// way of computing is not), or a cached output would be a false hit.
     pub version: u32,
     pub description: &'static str,
     /// (slot, optional)

@@ -1,8 +1,9 @@
 //! `train-gnnr`: graph → model. Trains GNN-R ([`crate::gnn::train`]) and writes
 //! the model folder ([`crate::gnn::model`] documents it). Per-epoch series in
 //! the lineage database: `loss`, `valid_<metric>` for the early-stopping metric
-//! and `valid_recall@20`, `epoch_seconds`; at the end `best_epoch`, `epochs_run`
-//! and `valid_best`. One progress line per epoch on stderr.
+//! and `valid_recall@20`, `epoch_seconds`, `theta_layerN` (with attention); at the
+//! end `best_epoch`, `epochs_run` and `valid_best`. One progress line per epoch on
+//! stderr (`pedigree run` shows it as the step's bar).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -14,12 +15,14 @@ use super::{Kind, Output, ParamIssue};
 use crate::gnn::graph::Graph;
 use crate::gnn::model::{ActivationName, Attention, TrainConfig};
 use crate::gnn::train::{EpochReport, train_and_save};
+use crate::steps::exec::PROGRESS_PREFIX;
 use crate::steps::plugin::{ParamDecl, ParamType};
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
 pub static KIND: Kind = Kind {
     name: "train-gnnr",
-    version: 1,
+    // 2: cosine attention and fixed θ; loss on gathered rows; AVX2 kernels.
+    version: 2,
     description: "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph",
     inputs: &[("graph", false)],
     outputs: &[Output {
@@ -40,8 +43,12 @@ fn params() -> Vec<(&'static str, ParamDecl)> {
     vec![
         ("dim", decl(ParamType::Int, json!(d.dim))),
         ("layers", decl(ParamType::Int, json!(d.layers))),
-        ("attention", decl(ParamType::String, json!("dot"))),
+        (
+            "attention",
+            decl(ParamType::String, json!(d.attention.name())),
+        ),
         ("theta", decl(ParamType::Float, json!(d.theta))),
+        ("learn_theta", decl(ParamType::Bool, json!(d.learn_theta))),
         ("activation", decl(ParamType::String, json!("none"))),
         ("bias", decl(ParamType::Bool, json!(d.bias))),
         ("epochs", decl(ParamType::Int, json!(d.epochs))),
@@ -66,11 +73,13 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
     let c = TrainConfig {
         dim: args::usize_of(p, "dim", d.dim)?,
         layers: args::usize_of(p, "layers", d.layers)?,
-        attention: match args::choice_of(p, "attention", &["dot", "none"], "dot")? {
-            0 => Attention::Dot,
-            _ => Attention::None,
+        attention: {
+            let all = [Attention::Cosine, Attention::Dot, Attention::None];
+            let names = all.map(Attention::name);
+            all[args::choice_of(p, "attention", &names, d.attention.name())?]
         },
         theta: args::f64_of(p, "theta", d.theta as f64)? as f32,
+        learn_theta: args::bool_of(p, "learn_theta", d.learn_theta)?,
         activation: match args::choice_of(p, "activation", &["none", "tanh"], "none")? {
             0 => ActivationName::None,
             _ => ActivationName::Tanh,
@@ -142,8 +151,10 @@ fn run(req: &Request) -> Result<Response, String> {
     let metric = config.metric.clone();
     let mut progress = |r: &EpochReport| {
         let v = r.valid.get(&metric).copied().unwrap_or(0.0);
+        // One progress line per epoch: `pedigree run` draws it as the step's bar.
         eprintln!(
-            "epoch {:>4}/{total}  loss {:.4}  valid {metric} {v:.4}  best {:.4} @ {}  {:.2}s",
+            "{PROGRESS_PREFIX}{}/{total} epoch {}  loss {:.4}  valid {metric} {v:.4}  best {:.4} @ {}  {:.2}s",
+            r.epoch + 1,
             r.epoch + 1,
             r.loss,
             r.best,
@@ -158,6 +169,9 @@ fn run(req: &Request) -> Result<Response, String> {
         let step = Some(r.epoch as i64 + 1);
         metrics.push(point("loss".into(), r.loss, step));
         metrics.push(point("epoch_seconds".into(), r.seconds, step));
+        for (l, t) in r.theta.iter().enumerate() {
+            metrics.push(point(format!("theta_layer{}", l + 1), *t as f64, step));
+        }
         for (k, v) in &r.valid {
             if k == &metric || k == "recall@20" || k == "ndcg@20" {
                 metrics.push(point(format!("valid_{k}"), *v, step));

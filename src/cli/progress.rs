@@ -25,6 +25,8 @@ pub struct Progress {
     running: BTreeSet<String>,
     /// The last progress report of each running step: done, total, text.
     reports: BTreeMap<String, (u64, u64, String)>,
+    /// Columns the status line may take.
+    width: usize,
 }
 
 impl Progress {
@@ -36,6 +38,11 @@ impl Progress {
             done: 0,
             running: BTreeSet::new(),
             reports: BTreeMap::new(),
+            width: if tty {
+                terminal_columns().unwrap_or(80) - 1
+            } else {
+                100
+            },
         }
     }
 
@@ -82,8 +89,11 @@ impl Progress {
             self.total,
             names.join(", ")
         );
-        if line.chars().count() > 100 {
-            line = line.chars().take(97).collect::<String>() + "...";
+        // One row of the terminal: `\r\x1b[K` clears only the row the cursor is on,
+        // so a status line that wrapped would leave its first rows behind.
+        let width = self.width.max(10);
+        if line.chars().count() > width {
+            line = line.chars().take(width - 3).collect::<String>() + "...";
         }
         line
     }
@@ -137,6 +147,14 @@ impl Progress {
             Event::Warning(w) => writeln!(out, "warning: {w}"),
         };
     }
+}
+
+/// The width of the terminal on stderr, if it is one and says.
+fn terminal_columns() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ only fills the winsize struct it is given.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    let ok = unsafe { libc::ioctl(libc::STDERR_FILENO, libc::TIOCGWINSZ, &mut ws) } == 0;
+    (ok && ws.ws_col > 1).then_some(ws.ws_col as usize)
 }
 
 /// `width` cells, filled in proportion to done / total.
@@ -239,8 +257,34 @@ mod tests {
             panic!("3/0 parses")
         };
         assert_eq!((done, total, text.as_str()), (3, 0, ""));
+        // Escape sequences and carriage returns never reach the terminal.
+        let Some(Event::StepProgress { text, .. }) =
+            Event::progress("s", "1/2 \x1b[2Jwiped\rover \x07")
+        else {
+            panic!("parses")
+        };
+        assert_eq!(text, "[2Jwiped over");
         assert_eq!(bar(3, 0, 4), "░░░░");
         assert_eq!(bar(9, 4, 4), "████");
+    }
+
+    #[test]
+    fn the_status_line_fits_one_terminal_row() {
+        let mut p = Progress::new(false, false);
+        p.width = 40;
+        let mut out = String::new();
+        p.render(
+            &Event::StepStarted {
+                name: "train".into(),
+                reason: "r".into(),
+            },
+            &mut out,
+        );
+        let long = format!("1/9 {}", "x".repeat(80));
+        p.render(&Event::progress("train", &long).unwrap(), &mut out);
+        let line = p.status_line();
+        assert_eq!(line.chars().count(), 40, "{line}");
+        assert!(line.ends_with("..."), "{line}");
     }
 
     #[test]

@@ -97,9 +97,15 @@ pub enum Event {
 impl Event {
     /// Parses the rest of a progress line, `DONE/TOTAL TEXT`, into a
     /// [`Event::StepProgress`]; `None` when it does not start with two counts.
+    /// Control characters in the text (escape sequences, carriage returns) become
+    /// spaces: the text is drawn on the user's terminal.
     pub fn progress(name: &str, line: &str) -> Option<Event> {
         let (counts, text) = line.split_once(' ').unwrap_or((line, ""));
         let (done, total) = counts.split_once('/')?;
+        let text: String = text
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
         Some(Event::StepProgress {
             name: name.to_owned(),
             done: done.parse().ok()?,

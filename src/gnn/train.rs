@@ -161,7 +161,6 @@ pub fn train(
         );
     }
     let train_items = graph.items_by_user(TRAIN);
-    let _flush = super::kernels::FlushDenormals::on_every_thread();
     let adj = adjacency(graph, config);
     let device = model::cpu().autodiff();
     let inner = device.clone().inner();
@@ -307,6 +306,7 @@ fn step(
     for (g, r) in ego.into_iter().zip(rows) {
         scatter_add(&mut g_e0, r, g, d);
     }
+
     let mut gp = GradientsParams::new();
     gp.register(
         module.embedding.id,

@@ -268,12 +268,16 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
         signal_group(pgid, libc::SIGKILL);
     }
     // Pipes close once every holder in the group is gone; don't wait forever on an
-    // escaped grandchild that kept them open.
+    // escaped grandchild that kept them open. After that the pumps are stopped, so
+    // they cannot keep the progress callback (and the run's event channel) alive.
+    let (abort_out, abort_err) = (out.abort_handle(), err.abort_handle());
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         let _ = out.await;
         let _ = err.await;
     })
     .await;
+    abort_out.abort();
+    abort_err.abort();
     let s = sink
         .lock()
         .map_err(|_| std::io::Error::other("log sink poisoned"))?;

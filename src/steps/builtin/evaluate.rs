@@ -137,16 +137,24 @@ fn rank_embeddings(g: &Graph, out: &[f32], d: usize, c: &Config) -> Metrics {
     )
 }
 
-/// Test: train and valid masked (the reference protocol). Valid: train masked.
-/// The variant the `ablation` baseline trains: without attention, or with the
-/// default attention when the model has none.
-fn ablation_of(a: Attention) -> Attention {
-    match a {
-        Attention::None => TrainConfig::default().attention,
-        Attention::Dot | Attention::Cosine => Attention::None,
+/// The config the `ablation` baseline trains: the model's without attention, or,
+/// for a model without attention, with the default attention and its θ (a model
+/// of format 1 carries θ 1.0, a starting value for the learnt θ of those days).
+fn ablation_of(model: &TrainConfig) -> TrainConfig {
+    let default = TrainConfig::default();
+    let mut cfg = model.clone();
+    match model.attention {
+        Attention::None => {
+            cfg.attention = default.attention;
+            cfg.theta = default.theta;
+            cfg.learn_theta = default.learn_theta;
+        }
+        Attention::Dot | Attention::Cosine => cfg.attention = Attention::None,
     }
+    cfg
 }
 
+/// Test: train and valid masked (the reference protocol). Valid: train masked.
 fn masks(g: &Graph, split: u8) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     let train = g.items_by_user(TRAIN);
     if split == TEST {
@@ -209,7 +217,7 @@ fn run(req: &Request) -> Result<Response, String> {
                     cfg.layers = 0;
                     cfg.attention = Attention::None;
                 } else {
-                    cfg.attention = ablation_of(cfg.attention);
+                    cfg = ablation_of(&cfg);
                 }
                 eprintln!("training baseline {b}");
                 let metric = cfg.metric.clone();
@@ -231,7 +239,7 @@ fn run(req: &Request) -> Result<Response, String> {
         let name = if b == "ablation" {
             format!(
                 "gnn-r attention:{}",
-                ablation_of(loaded.meta.config.attention).name()
+                ablation_of(&loaded.meta.config).attention.name()
             )
         } else {
             b.clone()
@@ -300,4 +308,37 @@ fn markdown(results: &[(String, Metrics, f64)], ks: &[usize], split: &str) -> St
         s.push('\n');
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ablation_switches_attention_and_nothing_else() {
+        let shipped = TrainConfig::default();
+        let off = ablation_of(&shipped);
+        assert_eq!(off.attention, Attention::None);
+        assert_eq!(
+            TrainConfig {
+                attention: shipped.attention,
+                ..off.clone()
+            },
+            shipped
+        );
+        // A format-1 model without attention: the ablation is today's attention with
+        // today's θ, not the θ 1.0 that model carries.
+        let old = TrainConfig {
+            attention: Attention::None,
+            theta: 1.0,
+            ..TrainConfig::default()
+        };
+        let on = ablation_of(&old);
+        assert_eq!(on.attention, shipped.attention);
+        assert_eq!(
+            (on.theta, on.learn_theta),
+            (shipped.theta, shipped.learn_theta)
+        );
+        assert_eq!(on.lr, old.lr);
+    }
 }

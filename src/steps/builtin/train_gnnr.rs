@@ -104,6 +104,23 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
             ));
         }
     }
+    if !(-100.0..=100.0).contains(&c.theta) {
+        return Err(issue(
+            "theta",
+            format!(
+                "`theta: {}` is out of range: it scales similarities in [-1, 1], and beyond ±100 attention is one neighbour per node",
+                c.theta
+            ),
+            "write e.g. `theta: -0.25` (between -100 and 100)",
+        ));
+    }
+    if !c.category_weight.is_finite() {
+        return Err(issue(
+            "category_weight",
+            "`category_weight` is too large for a 32-bit float",
+            "write e.g. `category_weight: 1.0`",
+        ));
+    }
     if c.lr <= 0.0 || c.reg < 0.0 || c.category_weight < 0.0 {
         return Err(issue(
             "lr",
@@ -153,8 +170,7 @@ fn run(req: &Request) -> Result<Response, String> {
         let v = r.valid.get(&metric).copied().unwrap_or(0.0);
         // One progress line per epoch: `pedigree run` draws it as the step's bar.
         eprintln!(
-            "{PROGRESS_PREFIX}{}/{total} epoch {}  loss {:.4}  valid {metric} {v:.4}  best {:.4} @ {}  {:.2}s",
-            r.epoch + 1,
+            "{PROGRESS_PREFIX}{}/{total} loss {:.4} valid {metric} {v:.4} (best {:.4} @ {}) {:.2}s",
             r.epoch + 1,
             r.loss,
             r.best,
@@ -191,4 +207,39 @@ fn run(req: &Request) -> Result<Response, String> {
         metrics,
         facets: BTreeMap::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(pairs: &[(&str, Json)]) -> Params {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn attention_and_theta_are_checked() {
+        let c = config(&Params::new()).unwrap();
+        assert_eq!(c.attention, Attention::Cosine);
+        assert!(!c.learn_theta);
+        let c = config(&with(&[
+            ("attention", json!("dot")),
+            ("learn_theta", json!(true)),
+        ]));
+        let c = c.unwrap();
+        assert_eq!((c.attention, c.learn_theta), (Attention::Dot, true));
+        let e = config(&with(&[("attention", json!("sparkle"))])).unwrap_err();
+        assert_eq!(e.param, "attention");
+        assert!(e.message.contains("cosine"), "{}", e.message);
+        // Finite as f64, infinite as the f32 the model uses: refused, not a NaN model.
+        for theta in [json!(1e39), json!(-101.0)] {
+            let e = config(&with(&[("theta", theta)])).unwrap_err();
+            assert_eq!(e.param, "theta", "{}", e.message);
+        }
+        let e = config(&with(&[("category_weight", json!(1e39))])).unwrap_err();
+        assert_eq!(e.param, "category_weight");
+    }
 }

@@ -330,6 +330,27 @@ fn gc_keeps_the_whole_ancestry_of_a_release() {
     let ws = workspace();
     let (code, j) = ws.run_json("workflows/gnn.yaml", &[]);
     assert_eq!(code, 0, "{j}");
+    gc_removes_nothing_the_release_names(&ws, "registry/tiny/1/lineage.json");
+    // The release still explains a recommendation down to the input rows.
+    let user = "u04";
+    let rec = ws.run(&["recommend", "--release", "tiny", "--user", user, "-k", "2"]);
+    assert!(rec.status.success(), "{}", stderr(&rec));
+    assert!(String::from_utf8_lossy(&rec.stdout).contains("events.csv: row"));
+}
+
+/// A release published to another folder than `registry/` is kept as well: gc
+/// reads releases from the lineage database, not from one folder.
+#[test]
+fn gc_keeps_the_ancestry_of_a_release_outside_the_default_registry() {
+    let ws = workspace();
+    let (code, j) = ws.run_json("workflows/gnn.yaml", &["--set", "publish.registry=models"]);
+    assert_eq!(code, 0, "{j}");
+    gc_removes_nothing_the_release_names(&ws, "models/tiny/1/lineage.json");
+}
+
+/// With no lock file and no grace period, so only releases pin anything: gc
+/// removes some objects, and none that the release's lineage manifest names.
+fn gc_removes_nothing_the_release_names(ws: &Ws, lineage_json: &str) {
     // No lock file and no grace period: only the release pins anything.
     for e in std::fs::read_dir(ws.path().join("workflows"))
         .unwrap()
@@ -339,20 +360,20 @@ fn gc_keeps_the_whole_ancestry_of_a_release() {
             std::fs::remove_file(e.path()).unwrap();
         }
     }
-    let lineage = ws.read("registry/tiny/1/lineage.json");
+    let lineage = ws.read(lineage_json);
+    assert!(lineage.contains("events.csv"), "{lineage_json}: {lineage}");
     let out = ws.run(&["gc", "--grace", "0", "--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let g: Json = serde_json::from_slice(&out.stdout).unwrap();
     let removed = g["removed"].as_array().unwrap();
+    assert!(
+        !removed.is_empty(),
+        "nothing to collect, nothing tested: {g}"
+    );
     assert!(
         removed
             .iter()
             .all(|h| !lineage.contains(h.as_str().unwrap())),
         "gc removed an object the release's lineage names: {g}"
     );
-    // The release still explains a recommendation down to the input rows.
-    let user = "u04";
-    let rec = ws.run(&["recommend", "--release", "tiny", "--user", user, "-k", "2"]);
-    assert!(rec.status.success(), "{}", stderr(&rec));
-    assert!(String::from_utf8_lossy(&rec.stdout).contains("events.csv: row"));
 }

@@ -993,6 +993,31 @@ impl Db {
         .await?)
     }
 
+    /// Everything a release stands on: the released model, what the steps of the
+    /// release's run that read it also read (publish's report, evaluate's graph), and
+    /// recursively the inputs of the step runs that produced any of those, up to the
+    /// raw input files. Wherever the release folder was written, the database knows.
+    pub async fn release_ancestry(&self) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "WITH RECURSIVE up(hash) AS (
+                SELECT artifact_hash FROM releases
+                UNION
+                SELECT beside.artifact_hash FROM releases r
+                JOIN step_inputs i ON i.artifact_hash = r.artifact_hash
+                JOIN step_runs s ON s.id = i.step_run_id AND s.run_id = r.run_id AND s.status = 'succeeded'
+                JOIN step_inputs beside ON beside.step_run_id = s.id
+                UNION
+                SELECT i.artifact_hash FROM up
+                JOIN step_outputs o ON o.artifact_hash = up.hash
+                JOIN step_runs s ON s.id = o.step_run_id AND s.status = 'succeeded'
+                JOIN step_inputs i ON i.step_run_id = s.id
+            )
+            SELECT hash FROM up",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Hashes that gc must keep: referenced by a run that started after `since`, by
     /// a release, or by a running step.
     pub async fn recently_referenced(&self, since: &str) -> Result<Vec<String>> {

@@ -346,6 +346,17 @@ fn gc_keeps_the_ancestry_of_a_release_outside_the_default_registry() {
     let (code, j) = ws.run_json("workflows/gnn.yaml", &["--set", "publish.registry=models"]);
     assert_eq!(code, 0, "{j}");
     gc_removes_nothing_the_release_names(&ws, "models/tiny/1/lineage.json");
+    let args = ["recommend", "--release", "tiny", "--user", "u04", "-k", "2"];
+    let missing = ws.run(&args);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("no release `tiny`"),
+        "{}",
+        stderr(&missing)
+    );
+    let rec = ws.run(&[&args[..], &["--registry", "models"]].concat());
+    assert!(rec.status.success(), "{}", stderr(&rec));
+    assert!(String::from_utf8_lossy(&rec.stdout).contains("events.csv: row"));
 }
 
 /// With no lock file and no grace period, so only releases pin anything: gc

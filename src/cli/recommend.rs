@@ -19,9 +19,13 @@ use crate::workspace::Workspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// A release in `registry/`: `NAME` (its newest version) or `NAME@VERSION`.
+    /// A release: `NAME` (its newest version) or `NAME@VERSION`.
     #[arg(long, value_name = "NAME[@VERSION]")]
     pub release: String,
+    /// The folder the release was published to (publish's `registry:` param),
+    /// relative to the workspace.
+    #[arg(long, value_name = "DIR", default_value = "registry")]
+    pub registry: std::path::PathBuf,
     /// The user's id as it appears in the input data.
     #[arg(long, value_name = "ID")]
     pub user: String,
@@ -50,7 +54,7 @@ struct Table {
 pub async fn run(a: Args, g: &Global) -> Result<Exit, CliError> {
     let ws = open_existing(g).await?;
     let (name, version) = parse_release(&a.release)?;
-    let base = ws.root.join("registry").join(name);
+    let base = ws.root.join(&a.registry).join(name);
     let version = match version {
         Some(v) => v,
         None => newest(&base).ok_or_else(|| {

@@ -49,9 +49,9 @@ pub async fn gc(args: GcArgs, g: &Global) -> Result<Exit, CliError> {
         }
     }
     // Releases pin their whole ancestry: `pedigree recommend` and the model card
-    // trace back through it to the input rows. The database has every release,
-    // whatever `registry:` it was published to; the default folder's files are
-    // read too, for what they name beyond the model's ancestry (the report).
+    // trace back through it to the input rows. The database has every release a
+    // run published, whatever its `registry:`; the default folder's files are read
+    // too, for a `publish` started outside a run (no run id, no database row).
     keep.extend(db.release_ancestry().await?);
     keep.extend(release_hashes(&ws.root.join("registry")));
     // Trees keep their members.

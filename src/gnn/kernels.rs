@@ -36,13 +36,14 @@ fn weighted_sum_avx2(out: &mut [f32], cols: &[u32], w: &[f32], rows: &[f32]) {
     let body = d - d % 8;
     let mut k = 0;
     while k < body {
-        match (body - k) / 8 {
+        let blocks = ((body - k) / 8).min(4);
+        match blocks {
             1 => weighted_block_avx2::<1>(out, cols, w, rows, k),
             2 => weighted_block_avx2::<2>(out, cols, w, rows, k),
             3 => weighted_block_avx2::<3>(out, cols, w, rows, k),
             _ => weighted_block_avx2::<4>(out, cols, w, rows, k),
         }
-        k += ((body - k) / 8).min(4) * 8;
+        k += blocks * 8;
     }
     for (k, o) in out.iter_mut().enumerate().skip(body) {
         for (&c, &w) in cols.iter().zip(w) {

@@ -328,21 +328,10 @@ pub fn row_weights(
     let Some(a) = attend else {
         return cols.iter().copied().zip(norm.iter().copied()).collect();
     };
-    // Only row i and its neighbours are read: unit keys for those rows alone.
+    // The keys as the layer makes them (one call per recommendation).
     let keys: std::borrow::Cow<[f32]> = match a.keys {
         Keys::Dot => h.into(),
-        Keys::Cosine => {
-            let mut k = vec![0f32; h.len()];
-            for j in cols.iter().map(|&j| j as usize).chain([i]) {
-                let row = &h[j * d..(j + 1) * d];
-                let norm = dot(row, row).sqrt();
-                let inv = if norm > MIN_NORM { 1.0 / norm } else { 0.0 };
-                for (o, v) in k[j * d..(j + 1) * d].iter_mut().zip(row) {
-                    *o = v * inv;
-                }
-            }
-            k.into()
-        }
+        Keys::Cosine => unit_rows(h, d).0.into(),
     };
     let m = cols.len();
     let (mut dots, mut att, mut alpha) = (vec![0f32; m], vec![0f32; m], vec![0f32; m]);

@@ -705,16 +705,13 @@ fn a_plugin_that_never_exits_is_stopped_at_its_timeout() {
         "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\ntimeout: 0.5\n",
         "trap '' TERM\nsleep 60\n",
     );
-    ws.write(
-        "workflows/h.yaml",
-        "name: h\nsteps:\n  h:\n    plugin: hang\n",
-    );
+    let wf = ws.one_step("hang", "");
     let start = std::time::Instant::now();
-    let (code, j) = ws.run_json("workflows/h.yaml", &[]);
+    let (code, j) = ws.run_json(&wf, &[]);
     assert_eq!(code, 1);
     assert!(start.elapsed() < Duration::from_secs(15));
     assert!(
-        step(&j, "h")["error"]
+        step(&j, "hang")["error"]
             .as_str()
             .unwrap()
             .contains("longer than its timeout"),
@@ -730,12 +727,9 @@ fn a_step_at_its_timeout_gets_sigterm_first_and_can_clean_up() {
         "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nenv: [TEST_MARK_DIR]\ntimeout: 0.5\nsandbox: false\n",
         "trap 'echo cleaned > \"$TEST_MARK_DIR/term\"; exit 1' TERM\nsleep 60 &\nwait\n",
     );
-    ws.write(
-        "workflows/t.yaml",
-        "name: t\nsteps:\n  t:\n    plugin: tidy\n",
-    );
+    let wf = ws.one_step("tidy", "");
     let start = std::time::Instant::now();
-    let (code, _) = ws.run_json("workflows/t.yaml", &[]);
+    let (code, _) = ws.run_json(&wf, &[]);
     assert_eq!(code, 1);
     assert_eq!(ws.read("marks/term"), "cleaned\n", "the step saw SIGTERM");
     // Well inside the 3 s grace: the step was not left to the SIGKILL.
@@ -757,14 +751,8 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
         "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsecrets: [PROGRESS_TOKEN]\n",
         "for i in 1 2 3; do\n  echo \"pedigree:progress $i/3 chunk $i with $PROGRESS_TOKEN\" >&2\n  sleep 0.3\ndone\necho ok > \"$PEDIGREE_OUTPUT_OUT\"\n",
     );
-    ws.write(
-        "workflows/p.yaml",
-        "name: p\nsteps:\n  p:\n    plugin: slow\n",
-    );
-    let line = format!(
-        "'{BIN}' --workspace '{}' run workflows/p.yaml",
-        ws.path().display()
-    );
+    let wf = ws.one_step("slow", "");
+    let line = format!("'{BIN}' --workspace '{}' run {wf}", ws.path().display());
     let out = std::process::Command::new("script")
         .args(["-qec", &line, "/dev/null"])
         .current_dir(ws.path())
@@ -775,9 +763,9 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
     let screen = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{screen}");
     for want in [
-        "running: p 1/3 ███░░░░░░░ chunk 1 with [secret PROGRESS_TOKEN]",
-        "running: p 2/3 ██████░░░░ chunk 2 with [secret PROGRESS_TOKEN]",
-        "done    p",
+        "running: slow 1/3 ███░░░░░░░ chunk 1 with [secret PROGRESS_TOKEN]",
+        "running: slow 2/3 ██████░░░░ chunk 2 with [secret PROGRESS_TOKEN]",
+        "done    slow",
     ] {
         assert!(screen.contains(want), "no `{want}` in:\n{screen}");
     }
@@ -787,11 +775,15 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
     );
     // Without a terminal the same run prints step events only.
     let plain = ws
-        .cmd(&["run", "workflows/p.yaml", "--force-all"])
+        .cmd(&["run", &wf, "--force-all"])
         .env("PROGRESS_TOKEN", "tok-5f3a9")
         .output()
         .unwrap();
     assert!(plain.status.success(), "{}", stderr(&plain));
-    assert!(stderr(&plain).contains("done    p"), "{}", stderr(&plain));
+    assert!(
+        stderr(&plain).contains("done    slow"),
+        "{}",
+        stderr(&plain)
+    );
     assert!(!stderr(&plain).contains("1/3"), "{}", stderr(&plain));
 }

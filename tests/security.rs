@@ -199,11 +199,7 @@ const DAEMON_SH: &str = "set -eu\nsetsid sh -c 'echo $$ > \"$TEST_MARK_DIR/daemo
 fn a_daemon_that_leaves_the_step_s_process_group_does_not_outlive_the_step() {
     let ws = Ws::new();
     ws.plugin("daemon", DAEMON_YAML, DAEMON_SH);
-    ws.write(
-        "workflows/d.yaml",
-        "name: d\nsteps:\n  d:\n    plugin: daemon\n",
-    );
-    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
+    let (code, j) = ws.run_json(&ws.one_step("daemon", ""), &[]);
     assert_eq!(code, 0, "{j}");
     assert_dies(read_pid(&ws, "marks/daemon.pid"), "the setsid daemon");
 }
@@ -212,12 +208,9 @@ fn a_daemon_that_leaves_the_step_s_process_group_does_not_outlive_the_step() {
 fn a_sigkilled_orchestrator_leaves_no_step_process_behind() {
     let ws = Ws::new();
     ws.plugin("daemon", DAEMON_YAML, DAEMON_SH);
-    ws.write(
-        "workflows/d.yaml",
-        "name: d\nsteps:\n  d:\n    plugin: daemon\n    with: { linger: true }\n",
-    );
+    let wf = ws.one_step("daemon", "{ linger: true }");
     let mut run = ws
-        .cmd(&["run", "workflows/d.yaml"])
+        .cmd(&["run", &wf])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -235,11 +228,7 @@ fn a_sigkilled_orchestrator_leaves_no_step_process_behind() {
         killed.elapsed()
     );
     // Nothing to unlock by hand: the next run computes the step.
-    ws.write(
-        "workflows/d.yaml",
-        "name: d\nsteps:\n  d:\n    plugin: daemon\n",
-    );
-    let (code, j) = ws.run_json("workflows/d.yaml", &[]);
+    let (code, j) = ws.run_json(&ws.one_step("daemon", ""), &[]);
     assert_eq!(code, 0, "{j}");
 }
 
@@ -299,26 +288,18 @@ fn a_plugin_cannot_write_outside_its_scratch_folder() {
         "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\nsandbox: false\n",
         &script,
     );
-    ws.write(
-        "workflows/v.yaml",
-        "name: v\nsteps:\n  v:\n    plugin: vandal\n",
-    );
-    let (code, j) = ws.run_json("workflows/v.yaml", &[]);
+    let (code, j) = ws.run_json(&ws.one_step("vandal", ""), &[]);
     assert_eq!(code, 0, "{j}");
     assert_eq!(
         ws.read("workflows/data/text.txt"),
         "hello\nworld\n",
         "the workspace file is untouched"
     );
-    let log = stdout(&ws.run(&["log", "latest", "v"]));
+    let log = stdout(&ws.run(&["log", "latest", "vandal"]));
     assert!(log.contains("Permission denied"), "{log}");
 
     // A plugin that opts out (`sandbox: false`, part of its hashed manifest) can.
-    ws.write(
-        "workflows/t.yaml",
-        "name: t\nsteps:\n  t:\n    plugin: trusted\n",
-    );
-    let (code, _) = ws.run_json("workflows/t.yaml", &[]);
+    let (code, _) = ws.run_json(&ws.one_step("trusted", ""), &[]);
     assert_eq!(code, 0);
     assert_eq!(ws.read("workflows/data/text.txt"), "tampered\n");
 }

@@ -124,6 +124,22 @@ impl Ws {
         self.write(&format!("plugins/{name}/run.sh"), script);
     }
 
+    /// `workflows/NAME.yaml`: one step, named after its plugin, with the given
+    /// `with:` map (empty for none). Returns the workflow's path for `run`.
+    pub fn one_step(&self, plugin: &str, with: &str) -> String {
+        let path = format!("workflows/{plugin}.yaml");
+        let with = if with.is_empty() {
+            String::new()
+        } else {
+            format!("    with: {with}\n")
+        };
+        self.write(
+            &path,
+            &format!("name: {plugin}\nsteps:\n  {plugin}:\n    plugin: {plugin}\n{with}"),
+        );
+        path
+    }
+
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(BIN);
         c.arg("--workspace")

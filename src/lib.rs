@@ -6,6 +6,7 @@
 //! step keys, schedule, execute), [`store`] (content-addressed objects),
 //! [`lineage`] (the SQLite record), [`steps`] (step kinds), [`tui`] (the dashboard), [`cli`] (commands).
 
+pub mod alloc;
 pub mod cli;
 pub mod diag;
 pub mod engine;

@@ -46,7 +46,7 @@
 
 use rayon::prelude::*;
 
-use super::kernels::{axpy, dot, dots, weighted_sum};
+use super::kernels::{axpy, dot, dots, exp_nonpositive, sum, weighted_sum};
 
 /// Rows handed to one rayon task; large enough to amortise scheduling.
 const ROWS_PER_TASK: usize = 64;
@@ -145,48 +145,42 @@ pub struct Attend {
 pub struct LayerCache {
     input: Vec<f32>,
     output: Vec<f32>,
-    /// α per edge.
+    /// α per edge (attention only: without it α is the normalisation c).
     alpha: Vec<f32>,
     /// Softmax weights a per edge and ⟨k_i, k_j⟩ per edge (attention only).
     att: Vec<f32>,
     dots: Vec<f32>,
-    /// Unit keys and the input norms (`cosine` only).
-    unit: Vec<f32>,
-    norms: Vec<f32>,
+    /// 1 / |h_i| per node, the keys' scale (`cosine` only).
+    inv: Vec<f32>,
     attend: Option<Attend>,
-}
-
-impl LayerCache {
-    fn keys(&self) -> &[f32] {
-        match self.attend {
-            Some(Attend {
-                keys: Keys::Cosine, ..
-            }) => &self.unit,
-            _ => &self.input,
-        }
-    }
+    /// Whether the layer adds a bias (its gradient is wanted).
+    bias: bool,
 }
 
 /// Below this norm a row has no direction; its unit key is zero (no attention signal).
 const MIN_NORM: f32 = 1e-12;
 
-/// Unit rows of h and the row norms.
-fn unit_rows(h: &[f32], d: usize) -> (Vec<f32>, Vec<f32>) {
-    let mut unit = h.to_vec();
-    let mut norms = vec![0f32; h.len() / d];
-    unit.par_chunks_mut(d * ROWS_PER_TASK)
-        .zip(norms.par_chunks_mut(ROWS_PER_TASK))
-        .for_each(|(u, n)| {
-            for (row, norm) in u.chunks_exact_mut(d).zip(n) {
-                *norm = dot(row, row).sqrt();
-                let inv = if *norm > MIN_NORM { 1.0 / *norm } else { 0.0 };
-                row.iter_mut().for_each(|v| *v *= inv);
+/// 1 / |h_i| for each row of h (0 for a row with no direction): the cosine keys
+/// are k_i = h_i · inv_i, never materialised, so a layer reads each neighbour row
+/// once for both its logit and its weighted sum.
+pub(crate) fn inverse_norms(h: &[f32], d: usize) -> Vec<f32> {
+    let mut inv = vec![0f32; h.len() / d];
+    inv.par_chunks_mut(ROWS_PER_TASK)
+        .zip(h.par_chunks(d * ROWS_PER_TASK))
+        .for_each(|(n, rows)| {
+            for (v, row) in n.iter_mut().zip(rows.chunks_exact(d)) {
+                let norm = dot(row, row).sqrt();
+                *v = if norm > MIN_NORM { 1.0 / norm } else { 0.0 };
             }
         });
-    (unit, norms)
+    inv
 }
 
 /// One layer forward. `attend: None` is plain normalised propagation.
+///
+/// Each row is done whole by one task: its neighbours' logits, the softmax and
+/// the weighted sum, so the neighbour rows the logits load are still in L1 when
+/// the sum reads them again.
 pub fn layer_forward(
     adj: &Adjacency,
     h: Vec<f32>,
@@ -197,61 +191,52 @@ pub fn layer_forward(
 ) -> (Vec<f32>, LayerCache) {
     let n = adj.n;
     let mut out = vec![0f32; n * d];
-    let mut alpha = vec![0f32; adj.edges()];
-    let (mut att, mut dots) = match attend {
-        Some(_) => (vec![0f32; adj.edges()], vec![0f32; adj.edges()]),
-        None => (Vec::new(), Vec::new()),
+    let per_edge = || match attend {
+        Some(_) => vec![0f32; adj.edges()],
+        None => Vec::new(),
     };
-    let (unit, norms) = match attend {
+    let (mut alpha, mut att, mut dots) = (per_edge(), per_edge(), per_edge());
+    let inv = match attend {
         Some(Attend {
             keys: Keys::Cosine, ..
-        }) => unit_rows(&h, d),
-        _ => (Vec::new(), Vec::new()),
+        }) => inverse_norms(&h, d),
+        _ => Vec::new(),
     };
-    // Per-edge weights first (parallel over rows, each row's edges by one task)...
-    match attend {
-        None => alpha.copy_from_slice(&adj.norm),
-        Some(a) => {
-            let keys = if a.keys == Keys::Cosine { &unit } else { &h };
-            let ptr = &adj.ptr;
-            // Split the edge arrays at row boundaries of ROWS_PER_TASK-row blocks.
-            let blocks = row_blocks(ptr);
-            let mut a_parts = split_by(&mut alpha, &blocks);
-            let mut s_parts = split_by(&mut att, &blocks);
-            let mut d_parts = split_by(&mut dots, &blocks);
-            a_parts
-                .par_iter_mut()
-                .zip(s_parts.par_iter_mut())
-                .zip(d_parts.par_iter_mut())
-                .enumerate()
-                .for_each(|(b, ((al, at), dt))| {
-                    let rows = b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n);
-                    let base = ptr[rows.start];
-                    for i in rows {
-                        let (lo, hi) = (ptr[i] - base, ptr[i + 1] - base);
-                        softmax_row(
-                            &adj.col[base + lo..base + hi],
-                            &adj.norm[base + lo..base + hi],
-                            keys,
-                            d,
-                            i,
-                            a.theta,
-                            &mut dt[lo..hi],
-                            &mut at[lo..hi],
-                            &mut al[lo..hi],
-                        );
-                    }
-                });
-        }
-    }
-    // ...then the weighted sums.
+    let blocks = row_blocks(&adj.ptr);
+    let parts = split_by(&mut alpha, &blocks)
+        .into_iter()
+        .zip(split_by(&mut att, &blocks))
+        .zip(split_by(&mut dots, &blocks));
+    let mut parts: Vec<_> = parts.collect();
     out.par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(parts.par_iter_mut())
         .enumerate()
-        .for_each(|(b, chunk)| {
+        .for_each(|(b, (chunk, ((al, at), dt)))| {
+            let base = adj.ptr[b * ROWS_PER_TASK];
             for (r, o) in chunk.chunks_exact_mut(d).enumerate() {
                 let i = b * ROWS_PER_TASK + r;
                 let edges = adj.ptr[i]..adj.ptr[i + 1];
-                weighted_sum(o, &adj.col[edges.clone()], &alpha[edges], &h);
+                let cols = &adj.col[edges.clone()];
+                let local = edges.start - base..edges.end - base;
+                match attend {
+                    None => weighted_sum(o, cols, &adj.norm[edges], &h),
+                    Some(a) => {
+                        let al = &mut al[local.clone()];
+                        softmax_row(
+                            cols,
+                            &adj.norm[edges],
+                            &h,
+                            (a.keys == Keys::Cosine).then_some(&inv[..]),
+                            d,
+                            i,
+                            a.theta,
+                            &mut dt[local.clone()],
+                            &mut at[local],
+                            al,
+                        );
+                        weighted_sum(o, cols, al, &h);
+                    }
+                }
                 if let Some(bias) = bias {
                     axpy(o, 1.0, bias);
                 }
@@ -270,20 +255,22 @@ pub fn layer_forward(
         alpha,
         att,
         dots,
-        unit,
-        norms,
+        inv,
         attend,
+        bias: bias.is_some(),
     };
     (out, cache)
 }
 
 /// One row's attention: the key products, the softmax and α = c · |N(i)| · a.
+/// `inv`: the keys are h scaled by these inverse norms (`cosine`); `None`: h itself.
 #[allow(clippy::too_many_arguments)]
 #[inline]
 fn softmax_row(
     cols: &[u32],
     norm: &[f32],
-    keys: &[f32],
+    h: &[f32],
+    inv: Option<&[f32]>,
     d: usize,
     i: usize,
     theta: f32,
@@ -294,17 +281,23 @@ fn softmax_row(
     if cols.is_empty() {
         return;
     }
-    super::kernels::dots(&keys[i * d..(i + 1) * d], cols, keys, dots);
+    super::kernels::dots(&h[i * d..(i + 1) * d], cols, h, dots);
+    if let Some(inv) = inv {
+        for (dt, &j) in dots.iter_mut().zip(cols) {
+            *dt = *dt * inv[i] * inv[j as usize];
+        }
+    }
     let mut max = f32::NEG_INFINITY;
     for (dt, at) in dots.iter().zip(att.iter_mut()) {
         *at = theta * *dt;
-        max = max.max(*at);
+        if *at > max {
+            max = *at;
+        }
     }
-    let mut z = 0f32;
     for at in att.iter_mut() {
-        *at = (*at - max).exp();
-        z += *at;
+        *at = exp_nonpositive(*at - max);
     }
+    let z = sum(att);
     let deg = cols.len() as f32;
     for ((at, al), c) in att.iter_mut().zip(alpha.iter_mut()).zip(norm) {
         *at /= z;
@@ -328,15 +321,20 @@ pub fn row_weights(
     let Some(a) = attend else {
         return cols.iter().copied().zip(norm.iter().copied()).collect();
     };
-    // The keys as the layer makes them (one call per recommendation).
-    let keys: std::borrow::Cow<[f32]> = match a.keys {
-        Keys::Dot => h.into(),
-        Keys::Cosine => unit_rows(h, d).0.into(),
-    };
+    let inv = (a.keys == Keys::Cosine).then(|| inverse_norms(h, d));
     let m = cols.len();
     let (mut dots, mut att, mut alpha) = (vec![0f32; m], vec![0f32; m], vec![0f32; m]);
     softmax_row(
-        cols, norm, &keys, d, i, a.theta, &mut dots, &mut att, &mut alpha,
+        cols,
+        norm,
+        h,
+        inv.as_deref(),
+        d,
+        i,
+        a.theta,
+        &mut dots,
+        &mut att,
+        &mut alpha,
     );
     cols.iter().copied().zip(alpha).collect()
 }
@@ -345,10 +343,17 @@ pub fn row_weights(
 pub struct LayerGrads {
     pub input: Vec<f32>,
     pub theta: f32,
+    /// Empty when the layer has no bias.
     pub bias: Vec<f32>,
 }
 
 /// One layer backward, from ∂L/∂output.
+///
+/// Two passes over the edges into each row j when there is attention, one
+/// without: the first reads the neighbours' gradient rows g_i once for both the
+/// value term Σ α_ij g_i and the products ⟨g_i, h_j⟩ the softmax backward needs
+/// (they are q_ij up to c_ij |N(i)|); the second reads the neighbours' inputs for
+/// the key term.
 pub fn layer_backward(
     adj: &Adjacency,
     cache: &LayerCache,
@@ -368,51 +373,90 @@ pub fn layer_backward(
             });
     }
     // ∂L/∂b: column sums in row order (sequential, so the order is fixed).
-    let mut bias = vec![0f32; d];
-    for row in g.chunks_exact(d) {
-        axpy(&mut bias, 1.0, row);
+    let mut bias = Vec::new();
+    if cache.bias {
+        bias = vec![0f32; d];
+        for row in g.chunks_exact(d) {
+            axpy(&mut bias, 1.0, row);
+        }
     }
-    // Softmax backward per edge (attention only).
-    let mut ds = Vec::new();
-    let mut theta_grad = 0f32;
-    if cache.attend.is_some() {
-        ds = vec![0f32; adj.edges()];
-        let blocks = row_blocks(&adj.ptr);
-        let mut parts = split_by(&mut ds, &blocks);
-        let partial: Vec<f32> = parts
-            .par_iter_mut()
-            .enumerate()
-            .map(|(b, dsp)| {
-                let rows = b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n);
-                let base = adj.ptr[rows.start];
-                let mut tg = 0f32;
-                for i in rows {
-                    let (lo, hi) = (adj.ptr[i], adj.ptr[i + 1]);
-                    if lo == hi {
-                        continue;
-                    }
-                    let deg = (hi - lo) as f32;
-                    let q = &mut dsp[lo - base..hi - base];
-                    dots(&g[i * d..(i + 1) * d], &adj.col[lo..hi], h, q);
-                    let mut mean = 0f32;
-                    for (e, q) in (lo..hi).zip(q) {
-                        *q *= adj.norm[e] * deg;
-                        mean += cache.att[e] * *q;
-                    }
-                    for e in lo..hi {
-                        let v = cache.att[e] * (dsp[e - base] - mean);
-                        dsp[e - base] = v;
-                        tg += v * cache.dots[e];
+    let blocks = row_blocks(&adj.ptr);
+    let mut input = vec![0f32; n * d];
+    // Pass 1: the value term, and qt[e] = ⟨g_i, h_j⟩ for e = (j, i).
+    let mut qt = match cache.attend {
+        Some(_) => vec![0f32; adj.edges()],
+        None => Vec::new(),
+    };
+    let mut qt_parts = split_by(&mut qt, &blocks);
+    input
+        .par_chunks_mut(d * ROWS_PER_TASK)
+        .zip(qt_parts.par_iter_mut())
+        .enumerate()
+        .for_each(|(b, (chunk, qt))| {
+            let base = adj.ptr[b * ROWS_PER_TASK];
+            let mut w = Vec::new();
+            for (r, o) in chunk.chunks_exact_mut(d).enumerate() {
+                let j = b * ROWS_PER_TASK + r;
+                let edges = adj.ptr[j]..adj.ptr[j + 1];
+                let cols = &adj.col[edges.clone()];
+                match cache.attend {
+                    // α is symmetric without attention.
+                    None => weighted_sum(o, cols, &adj.norm[edges], &g),
+                    Some(_) => {
+                        if cols.is_empty() {
+                            continue;
+                        }
+                        let local = edges.start - base..edges.end - base;
+                        dots(&h[j * d..(j + 1) * d], cols, &g, &mut qt[local]);
+                        // Edge e = (j, i); its reverse (i, j) carries α_ij.
+                        w.clear();
+                        w.extend(edges.map(|e| cache.alpha[adj.rev[e] as usize]));
+                        weighted_sum(o, cols, &w, &g);
                     }
                 }
-                tg
-            })
-            .collect();
-        // Block partial sums in block order: fixed regardless of threads.
-        theta_grad = partial.iter().sum();
-    }
-    let keys = cache.keys();
-    let mut input = vec![0f32; n * d];
+            }
+        });
+    let Some(attend) = cache.attend else {
+        return LayerGrads {
+            input,
+            theta: 0.0,
+            bias,
+        };
+    };
+    // The softmax backward per row i: q_ik = c_ik |N(i)| ⟨g_i, h_k⟩, from qt of (k, i).
+    let mut ds = vec![0f32; adj.edges()];
+    let mut parts = split_by(&mut ds, &blocks);
+    let partial: Vec<f32> = parts
+        .par_iter_mut()
+        .enumerate()
+        .map(|(b, dsp)| {
+            let rows = b * ROWS_PER_TASK..((b + 1) * ROWS_PER_TASK).min(n);
+            let base = adj.ptr[rows.start];
+            let mut tg = 0f32;
+            for i in rows {
+                let (lo, hi) = (adj.ptr[i], adj.ptr[i + 1]);
+                let deg = (hi - lo) as f32;
+                let mut mean = 0f32;
+                for e in lo..hi {
+                    let q = qt[adj.rev[e] as usize] * adj.norm[e] * deg;
+                    dsp[e - base] = q;
+                    mean += cache.att[e] * q;
+                }
+                for e in lo..hi {
+                    let v = cache.att[e] * (dsp[e - base] - mean);
+                    dsp[e - base] = v;
+                    tg += v * cache.dots[e];
+                }
+            }
+            tg
+        })
+        .collect();
+    // Block partial sums in block order: fixed regardless of threads.
+    let theta_grad = partial.iter().sum();
+    // Pass 2: the key term, as the key of (i, j) and as the query of (j, i).
+    let inv = &cache.inv;
+    let cosine = attend.keys == Keys::Cosine;
+    let theta = attend.theta;
     input
         .par_chunks_mut(d * ROWS_PER_TASK)
         .enumerate()
@@ -421,38 +465,28 @@ pub fn layer_backward(
             let mut w = Vec::new();
             for (r, o) in chunk.chunks_exact_mut(d).enumerate() {
                 let j = b * ROWS_PER_TASK + r;
-                // Edge e = (j, i); its reverse (i, j) carries α_ij and ds_ij.
                 let edges = adj.ptr[j]..adj.ptr[j + 1];
                 let cols = &adj.col[edges.clone()];
                 w.clear();
-                w.extend(edges.clone().map(|e| cache.alpha[adj.rev[e] as usize]));
-                weighted_sum(o, cols, &w, &g);
-                if cache.attend.is_some() {
-                    // As the key of (i, j) and as the query of (j, i).
-                    w.clear();
-                    w.extend(edges.map(|e| ds[adj.rev[e] as usize] + ds[e]));
-                    gk.iter_mut().for_each(|v| *v = 0.0);
-                    weighted_sum(&mut gk, cols, &w, keys);
-                }
-                match cache.attend {
-                    None => {}
-                    Some(Attend {
-                        theta,
-                        keys: Keys::Dot,
-                    }) => axpy(o, theta, &gk),
-                    Some(Attend {
-                        theta,
-                        keys: Keys::Cosine,
-                    }) => {
-                        // Through the normalisation: (g − ⟨g, k̂⟩ k̂) / |h|.
-                        let norm = cache.norms[j];
-                        if norm > MIN_NORM {
-                            let kj = &keys[j * d..(j + 1) * d];
-                            let along = dot(&gk, kj);
-                            for ((o, g), k) in o.iter_mut().zip(&gk).zip(kj) {
-                                *o += theta * (g - along * k) / norm;
-                            }
-                        }
+                w.extend(edges.map(|e| {
+                    let s = ds[adj.rev[e] as usize] + ds[e];
+                    if cosine {
+                        s * inv[adj.col[e] as usize]
+                    } else {
+                        s
+                    }
+                }));
+                gk.iter_mut().for_each(|v| *v = 0.0);
+                weighted_sum(&mut gk, cols, &w, h);
+                let hj = &h[j * d..(j + 1) * d];
+                if !cosine {
+                    axpy(o, theta, &gk);
+                } else if inv[j] > 0.0 {
+                    // Through the normalisation k_j = h_j / |h_j|:
+                    // (g − ⟨g, k_j⟩ k_j) / |h_j|.
+                    let along = dot(&gk, hj) * inv[j];
+                    for ((o, g), x) in o.iter_mut().zip(&gk).zip(hj) {
+                        *o += theta * (g - along * (x * inv[j])) * inv[j];
                     }
                 }
             }
@@ -472,7 +506,12 @@ fn row_blocks(ptr: &[usize]) -> Vec<usize> {
         .collect()
 }
 
+/// `v` cut into consecutive parts of the given sizes; an empty `v` (a per-edge
+/// array the layer does not need) gives empty parts.
 fn split_by<'a>(mut v: &'a mut [f32], sizes: &[usize]) -> Vec<&'a mut [f32]> {
+    if v.is_empty() {
+        return sizes.iter().map(|_| Default::default()).collect();
+    }
     let mut out = Vec::with_capacity(sizes.len());
     for &s in sizes {
         let (a, b) = v.split_at_mut(s);
@@ -600,7 +639,10 @@ mod tests {
             for i in 0..adj.n {
                 let row = row_weights(&adj, &h, d, attend, i);
                 let want: Vec<(u32, f32)> = (adj.ptr[i]..adj.ptr[i + 1])
-                    .map(|e| (adj.col[e], cache.alpha[e]))
+                    .map(|e| match attend {
+                        None => (adj.col[e], adj.norm[e]),
+                        Some(_) => (adj.col[e], cache.alpha[e]),
+                    })
                     .collect();
                 assert_eq!(row.len(), want.len());
                 for ((j, a), (wj, wa)) in row.iter().zip(&want) {

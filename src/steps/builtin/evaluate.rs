@@ -25,7 +25,8 @@ use crate::steps::protocol::{MetricPoint, Request, Response};
 pub static KIND: Kind = Kind {
     name: "evaluate",
     // 2: scores through the propagation's dot product (eight accumulators).
-    version: 2,
+    // 3: its BPR-MF and ablation baselines train with train-gnnr 3's code.
+    version: 3,
     description: "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines",
     inputs: &[("model", false), ("graph", false)],
     outputs: &[Output {

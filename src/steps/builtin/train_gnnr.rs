@@ -22,7 +22,8 @@ use crate::steps::protocol::{MetricPoint, Request, Response};
 pub static KIND: Kind = Kind {
     name: "train-gnnr",
     // 2: cosine attention and fixed θ; loss on gathered rows; AVX2 kernels.
-    version: 2,
+    // 3: cosine logits from the inputs and their inverse norms; the softmax's own exp.
+    version: 3,
     description: "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph",
     inputs: &[("graph", false)],
     outputs: &[Output {

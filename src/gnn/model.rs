@@ -1,7 +1,7 @@
 //! The GNN-R model: its burn module (the trainable parameters), its config, and
 //! the model artifact that `train-gnnr` writes and `evaluate`/`publish` read.
 //!
-//! # Model artifact (`pedigree-gnnr-model`, version 2)
+//! # Model artifact (`pedigree-gnnr-model`, version 3)
 //!
 //! A folder with two files:
 //!
@@ -24,8 +24,9 @@ use super::propagate::{Activation, Keys};
 use super::rng::Rng;
 
 pub const FORMAT: &str = "pedigree-gnnr-model";
-/// 2 added `attention: cosine` and `learn_theta`; version 1 models still load.
-pub const VERSION: u32 = 2;
+/// 2 added `attention: cosine` and `learn_theta`; 3 added `attention_refresh`.
+/// Older models still load (as `attention_refresh: batch`, how they were trained).
+pub const VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -54,6 +55,34 @@ impl Attention {
             Attention::Dot => "dot",
             Attention::Cosine => "cosine",
         }
+    }
+}
+
+/// How often training recomputes the attention weights.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Refresh {
+    /// Every batch, with the gradient through the attention logits (to the
+    /// embeddings as keys, and to θ when learnt).
+    Batch,
+    /// Once an epoch, from the embeddings at its start; within the epoch they are
+    /// fixed propagation weights and get no gradient. As good on validation and
+    /// 2.3× faster per epoch on MovieLens-100k (ARCHITECTURE.md, "Attention
+    /// refreshed once an epoch").
+    Epoch,
+}
+
+impl Refresh {
+    pub fn name(self) -> &'static str {
+        match self {
+            Refresh::Batch => "batch",
+            Refresh::Epoch => "epoch",
+        }
+    }
+
+    /// What a model written before `attention_refresh` existed was trained with.
+    fn before_version_3() -> Refresh {
+        Refresh::Batch
     }
 }
 
@@ -88,6 +117,10 @@ pub struct TrainConfig {
     /// ARCHITECTURE.md, "Attention".
     #[serde(default)]
     pub learn_theta: bool,
+    /// When the attention weights are recomputed during training. Scoring and
+    /// validation always compute them from the current embeddings.
+    #[serde(default = "Refresh::before_version_3")]
+    pub attention_refresh: Refresh,
     pub activation: ActivationName,
     pub bias: bool,
     pub epochs: usize,
@@ -114,6 +147,7 @@ impl Default for TrainConfig {
             attention: Attention::Cosine,
             theta: -0.25,
             learn_theta: false,
+            attention_refresh: Refresh::Epoch,
             activation: ActivationName::None,
             bias: false,
             epochs: 300,

@@ -176,7 +176,8 @@ pub(crate) fn inverse_norms(h: &[f32], d: usize) -> Vec<f32> {
     inv
 }
 
-/// One layer forward. `attend: None` is plain normalised propagation.
+/// One layer forward. `attend: None` propagates with `fixed` weights (row order,
+/// one per edge), or with the plain normalisation c when `fixed` is `None`.
 ///
 /// Each row is done whole by one task: its neighbours' logits, the softmax and
 /// the weighted sum, so the neighbour rows the logits load are still in L1 when
@@ -186,9 +187,11 @@ pub fn layer_forward(
     h: Vec<f32>,
     d: usize,
     attend: Option<Attend>,
+    fixed: Option<&[f32]>,
     bias: Option<&[f32]>,
     act: Activation,
 ) -> (Vec<f32>, LayerCache) {
+    let fixed = fixed.unwrap_or(&adj.norm);
     let n = adj.n;
     let mut out = vec![0f32; n * d];
     let per_edge = || match attend {
@@ -219,7 +222,7 @@ pub fn layer_forward(
                 let cols = &adj.col[edges.clone()];
                 let local = edges.start - base..edges.end - base;
                 match attend {
-                    None => weighted_sum(o, cols, &adj.norm[edges], &h),
+                    None => weighted_sum(o, cols, &fixed[edges], &h),
                     Some(a) => {
                         let al = &mut al[local.clone()];
                         softmax_row(
@@ -347,7 +350,9 @@ pub struct LayerGrads {
     pub bias: Vec<f32>,
 }
 
-/// One layer backward, from ∂L/∂output.
+/// One layer backward, from ∂L/∂output. Without attention, `fixed_t` holds the
+/// forward's fixed weights transposed (entry e = (j, i) holds the weight of
+/// (i, j)); `None` for the plain normalisation, which is symmetric.
 ///
 /// Two passes over the edges into each row j when there is attention, one
 /// without: the first reads the neighbours' gradient rows g_i once for both the
@@ -360,7 +365,9 @@ pub fn layer_backward(
     mut g: Vec<f32>,
     d: usize,
     act: Activation,
+    fixed_t: Option<&[f32]>,
 ) -> LayerGrads {
+    let fixed_t = fixed_t.unwrap_or(&adj.norm);
     let n = adj.n;
     let h = &cache.input;
     if act == Activation::Tanh {
@@ -400,8 +407,7 @@ pub fn layer_backward(
                 let edges = adj.ptr[j]..adj.ptr[j + 1];
                 let cols = &adj.col[edges.clone()];
                 match cache.attend {
-                    // α is symmetric without attention.
-                    None => weighted_sum(o, cols, &adj.norm[edges], &g),
+                    None => weighted_sum(o, cols, &fixed_t[edges], &g),
                     Some(_) => {
                         if cols.is_empty() {
                             continue;
@@ -532,6 +538,58 @@ pub struct StackParams {
     pub bias: Option<Vec<Vec<f32>>>,
     pub activation: Activation,
     pub layers: usize,
+    /// Propagation weights held fixed in place of attention (`theta` is then
+    /// ignored): see [`Frozen`].
+    pub frozen: Option<std::sync::Arc<Frozen>>,
+}
+
+/// Each layer's propagation weights α, computed once by a full attention
+/// forward pass and then held fixed: `attention_refresh: epoch` trains a whole
+/// epoch on the weights of its start. Propagating with them gives the bits the
+/// attention layers gave; their backward pass is the plain one through the
+/// transposed weights, with no gradient through the attention logits.
+pub struct Frozen {
+    /// Per layer: α in row order, and transposed (entry e holds α of e's reverse).
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+}
+
+impl std::fmt::Debug for Frozen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Frozen")
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Frozen {
+    pub fn of(adj: &Adjacency, e0: &[f32], d: usize, p: &StackParams) -> Frozen {
+        let p = StackParams {
+            frozen: None,
+            ..p.clone()
+        };
+        let (_, cache) = stack_forward(adj, e0, d, &p);
+        let layers = cache
+            .layers
+            .into_iter()
+            .map(|c| {
+                let w = if c.attend.is_some() {
+                    c.alpha
+                } else {
+                    adj.norm.clone()
+                };
+                let mut wt = vec![0f32; w.len()];
+                wt.par_chunks_mut(1 << 12)
+                    .enumerate()
+                    .for_each(|(b, chunk)| {
+                        for (k, v) in chunk.iter_mut().enumerate() {
+                            *v = w[adj.rev[(b << 12) + k] as usize];
+                        }
+                    });
+                (w, wt)
+            })
+            .collect();
+        Frozen { layers }
+    }
 }
 
 pub struct StackCache {
@@ -549,12 +607,16 @@ pub fn stack_forward(
     let mut h = e0.to_vec();
     let mut caches = Vec::with_capacity(p.layers);
     for l in 0..p.layers {
-        let attend = p.theta.as_ref().map(|t| Attend {
-            theta: t[l],
-            keys: p.keys,
-        });
+        let fixed = p.frozen.as_ref().map(|f| f.layers[l].0.as_slice());
+        let attend = match fixed {
+            Some(_) => None,
+            None => p.theta.as_ref().map(|t| Attend {
+                theta: t[l],
+                keys: p.keys,
+            }),
+        };
         let bias = p.bias.as_ref().map(|b| b[l].as_slice());
-        let (out, cache) = layer_forward(adj, h, d, attend, bias, p.activation);
+        let (out, cache) = layer_forward(adj, h, d, attend, fixed, bias, p.activation);
         acc.par_chunks_mut(d * ROWS_PER_TASK)
             .zip(out.par_chunks(d * ROWS_PER_TASK))
             .for_each(|(a, o)| axpy(a, 1.0, o));
@@ -593,7 +655,8 @@ pub fn stack_backward(
     let mut bias = vec![Vec::new(); p.layers];
     let mut g = scaled.clone();
     for (l, c) in cache.layers.iter().enumerate().rev() {
-        let lg = layer_backward(adj, c, g, d, p.activation);
+        let fixed_t = p.frozen.as_ref().map(|f| f.layers[l].1.as_slice());
+        let lg = layer_backward(adj, c, g, d, p.activation, fixed_t);
         theta[l] = lg.theta;
         bias[l] = lg.bias;
         g = lg.input;
@@ -635,7 +698,8 @@ mod tests {
         let h = random(7 * d, 4);
         let attend = |theta, keys| Some(Attend { theta, keys });
         for attend in [None, attend(0.7, Keys::Dot), attend(2.0, Keys::Cosine)] {
-            let (_, cache) = layer_forward(&adj, h.clone(), d, attend, None, Activation::None);
+            let (_, cache) =
+                layer_forward(&adj, h.clone(), d, attend, None, None, Activation::None);
             for i in 0..adj.n {
                 let row = row_weights(&adj, &h, d, attend, i);
                 let want: Vec<(u32, f32)> = (adj.ptr[i]..adj.ptr[i + 1])
@@ -658,10 +722,11 @@ mod tests {
         let adj = graph();
         let d = 3;
         let h = random(7 * d, 1);
-        let plain = layer_forward(&adj, h.clone(), d, None, None, Activation::None).0;
+        let plain = layer_forward(&adj, h.clone(), d, None, None, None, Activation::None).0;
         for keys in [Keys::Dot, Keys::Cosine] {
             let attend = Some(Attend { theta: 0.0, keys });
-            let zero_theta = layer_forward(&adj, h.clone(), d, attend, None, Activation::None).0;
+            let zero_theta =
+                layer_forward(&adj, h.clone(), d, attend, None, None, Activation::None).0;
             for (a, b) in plain.iter().zip(&zero_theta) {
                 assert!((a - b).abs() < 1e-6);
             }
@@ -704,6 +769,7 @@ mod tests {
                 bias: bias.then(|| vec![vec![0.1, -0.2, 0.05, 0.0], vec![0.0; 4]]),
                 activation: act,
                 layers: 2,
+                frozen: None,
             };
             let loss = |e: &[f32], p: &StackParams| -> f64 {
                 let (f, _) = stack_forward(&adj, e, d, p);
@@ -752,6 +818,61 @@ mod tests {
         }
     }
 
+    /// Frozen weights propagate to the attention layers' bits, and their backward
+    /// pass is the gradient of propagation with those weights held fixed.
+    #[test]
+    fn frozen_weights_reproduce_the_layers_and_their_gradient() {
+        let adj = graph();
+        let d = 4;
+        let e0 = random(adj.n * d, 2);
+        let w = random(adj.n * d, 3);
+        for (keys, act, bias) in [
+            (Keys::Cosine, Activation::None, false),
+            (Keys::Dot, Activation::Tanh, true),
+        ] {
+            let p = StackParams {
+                theta: Some(vec![2.5, -1.5]),
+                keys,
+                bias: bias.then(|| vec![vec![0.1, -0.2, 0.05, 0.0], vec![0.0; 4]]),
+                activation: act,
+                layers: 2,
+                frozen: None,
+            };
+            let pf = StackParams {
+                frozen: Some(std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
+                ..p.clone()
+            };
+            assert_eq!(
+                stack_forward(&adj, &e0, d, &p).0,
+                stack_forward(&adj, &e0, d, &pf).0
+            );
+            let loss = |e: &[f32]| -> f64 {
+                let (f, _) = stack_forward(&adj, e, d, &pf);
+                f.iter()
+                    .zip(&w)
+                    .map(|(a, b)| (*a as f64) * (*b as f64))
+                    .sum()
+            };
+            let frozen = stack_backward(&adj, stack_forward(&adj, &e0, d, &pf).1, &w, d, &pf);
+            let eps = 1e-2f32;
+            for idx in [0, 5, 13, 22] {
+                let (mut plus, mut minus) = (e0.clone(), e0.clone());
+                plus[idx] += eps;
+                minus[idx] -= eps;
+                let num = (loss(&plus) - loss(&minus)) / (2.0 * eps as f64);
+                let got = frozen.e0[idx] as f64;
+                assert!(
+                    (num - got).abs() < 2e-3,
+                    "{keys:?} e0[{idx}]: {num} vs {got}"
+                );
+            }
+            assert_eq!(frozen.theta, vec![0.0; 2]);
+            // The attention's own gradient is what the frozen pass leaves out.
+            let full = stack_backward(&adj, stack_forward(&adj, &e0, d, &p).1, &w, d, &p);
+            assert_ne!(full.e0, frozen.e0);
+        }
+    }
+
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
         // Enough rows for many ROWS_PER_TASK blocks, so threads really split the work.
@@ -769,6 +890,7 @@ mod tests {
                 bias: None,
                 activation: Activation::None,
                 layers: 2,
+                frozen: None,
             };
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)

@@ -14,6 +14,11 @@
 //! backend-extension machinery (its custom backward needs a proc-macro backend
 //! extension with a hand-written `Autodiff<B, C>` implementation).
 //!
+//! With `attention_refresh: epoch` (the default) each epoch starts with one full
+//! attention forward pass whose per-layer weights ([`Frozen`]) the epoch's
+//! batches then propagate with, forward and backward, as fixed weights; with
+//! `batch` every batch runs the attention layers and their backward.
+//!
 //! Determinism: the random streams are [`Rng`] streams of the seed; the
 //! propagation is thread-count independent; burn's ndarray ops are deterministic
 //! for a given thread count. Same seed, data and threads: bit-identical weights.
@@ -26,8 +31,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::graph::{Graph, TRAIN, VALID};
 use super::metrics::{self, Metrics};
-use super::model::{self, Attention, GnnR, ModelMeta, TrainConfig};
-use super::propagate::{Adjacency, Keys, StackParams, stack_forward};
+use super::model::{self, Attention, GnnR, ModelMeta, Refresh, TrainConfig};
+use super::propagate::{Adjacency, Frozen, Keys, StackParams, stack_forward};
 use super::rng::Rng;
 
 /// The random stream of epoch shuffles and negative samples.
@@ -93,6 +98,7 @@ fn stack_params(module: &GnnR, config: &TrainConfig) -> StackParams {
         }),
         activation: config.activation.into(),
         layers: config.layers,
+        frozen: None,
     }
 }
 
@@ -167,6 +173,15 @@ pub fn train(
 ) -> Result<Trained, String> {
     keep_freed_buffers();
     let k = metric_k(&config.metric)?;
+    if config.learn_theta
+        && config.attention != Attention::None
+        && config.attention_refresh == Refresh::Epoch
+    {
+        return Err(
+            "`learn_theta` needs `attention_refresh: batch` (θ gets no gradient from attention held fixed for an epoch)"
+                .into(),
+        );
+    }
     let ks: Vec<usize> = if k == 20 { vec![20] } else { vec![k, 20] };
     let d = config.dim;
     let (nu, ni) = (graph.n_users(), graph.n_items());
@@ -208,11 +223,31 @@ pub fn train(
                 }
             })
             .collect();
+        // With `attention_refresh: epoch`, the epoch's attention weights, from
+        // the embeddings at its start.
+        let frozen = (config.layers > 0
+            && config.attention != Attention::None
+            && config.attention_refresh == Refresh::Epoch)
+            .then(|| {
+                let e0 = model::values(module.embedding.val());
+                std::sync::Arc::new(Frozen::of(&adj, &e0, d, &stack_params(&module, config)))
+            });
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(config.batch).enumerate() {
             let neg = &negs[b * config.batch..b * config.batch + chunk.len()];
             let (m, loss) = step(
-                module, &mut optim, &adj, config, &device, &inner, &pairs, chunk, neg, nu, n,
+                module,
+                &mut optim,
+                &adj,
+                config,
+                &device,
+                &inner,
+                &pairs,
+                chunk,
+                neg,
+                nu,
+                n,
+                frozen.clone(),
             );
             module = m;
             total += loss * chunk.len() as f64;
@@ -287,9 +322,13 @@ fn step(
     neg: &[u32],
     nu: usize,
     n: usize,
+    frozen: Option<std::sync::Arc<Frozen>>,
 ) -> (GnnR, f64) {
     let d = config.dim;
-    let sp = stack_params(&module, config);
+    let sp = StackParams {
+        frozen,
+        ..stack_params(&module, config)
+    };
     let e0 = model::values(module.embedding.val().detach());
     let (fin, cache) = stack_forward(adj, &e0, d, &sp);
 
@@ -334,7 +373,11 @@ fn step(
         module.embedding.id,
         Tensor::<2>::from_data(TensorData::new(g_e0, [n, d]), inner),
     );
-    if config.layers > 0 && config.attention != Attention::None && config.learn_theta {
+    if config.layers > 0
+        && config.attention != Attention::None
+        && config.learn_theta
+        && sp.frozen.is_none()
+    {
         let l = sg.theta.len();
         gp.register(
             module.theta.id,
@@ -448,8 +491,17 @@ mod tests {
             &g.items_by_user(TEST),
             &[5],
         )["ndcg@5"];
-        for attention in [Attention::Cosine, Attention::Dot, Attention::None] {
-            let cfg = small(attention);
+        let batch = |a| TrainConfig {
+            attention_refresh: Refresh::Batch,
+            ..small(a)
+        };
+        for cfg in [
+            small(Attention::Cosine),
+            batch(Attention::Cosine),
+            small(Attention::Dot),
+            small(Attention::None),
+        ] {
+            let attention = (cfg.attention, cfg.attention_refresh);
             let t = train(&g, &cfg, &mut |_| {}).unwrap();
             let first = t.history.first().unwrap().loss;
             let last = t.history.last().unwrap().loss;
@@ -508,6 +560,7 @@ mod tests {
         assert_eq!(fixed, vec![cfg.theta; cfg.layers]);
         assert!(history.iter().all(|t| *t == fixed), "{history:?}");
         cfg.learn_theta = true;
+        cfg.attention_refresh = Refresh::Batch;
         let (learnt, history, at_best) = theta(&cfg);
         assert!(
             history.iter().flatten().all(|t| *t != cfg.theta),

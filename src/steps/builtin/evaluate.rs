@@ -26,7 +26,8 @@ pub static KIND: Kind = Kind {
     name: "evaluate",
     // 2: scores through the propagation's dot product (eight accumulators).
     // 3: its BPR-MF and ablation baselines train with train-gnnr 3's code.
-    version: 3,
+    // 4: and with train-gnnr 4's (an ablation with attention refreshes it once an epoch).
+    version: 4,
     description: "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines",
     inputs: &[("model", false), ("graph", false)],
     outputs: &[Output {
@@ -149,6 +150,7 @@ fn ablation_of(model: &TrainConfig) -> TrainConfig {
             cfg.attention = default.attention;
             cfg.theta = default.theta;
             cfg.learn_theta = default.learn_theta;
+            cfg.attention_refresh = default.attention_refresh;
         }
         Attention::Dot | Attention::Cosine => cfg.attention = Attention::None,
     }
@@ -314,6 +316,7 @@ fn markdown(results: &[(String, Metrics, f64)], ks: &[usize], split: &str) -> St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gnn::model::Refresh;
 
     #[test]
     fn the_ablation_switches_attention_and_nothing_else() {
@@ -327,18 +330,23 @@ mod tests {
             },
             shipped
         );
-        // A format-1 model without attention: the ablation is today's attention with
-        // today's θ, not the θ 1.0 that model carries.
+        // An older model without attention: the ablation is today's attention with
+        // today's θ and refresh, not the θ 1.0 and per-batch refresh it carries.
         let old = TrainConfig {
             attention: Attention::None,
             theta: 1.0,
+            attention_refresh: Refresh::Batch,
             ..TrainConfig::default()
         };
         let on = ablation_of(&old);
         assert_eq!(on.attention, shipped.attention);
         assert_eq!(
-            (on.theta, on.learn_theta),
-            (shipped.theta, shipped.learn_theta)
+            (on.theta, on.learn_theta, on.attention_refresh),
+            (
+                shipped.theta,
+                shipped.learn_theta,
+                shipped.attention_refresh
+            )
         );
         assert_eq!(on.lr, old.lr);
     }

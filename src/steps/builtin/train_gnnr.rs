@@ -13,7 +13,7 @@ use serde_json::{Value as Json, json};
 use super::gnn_args::{self as args, Params, decl, issue};
 use super::{Kind, Output, ParamIssue};
 use crate::gnn::graph::Graph;
-use crate::gnn::model::{ActivationName, Attention, TrainConfig};
+use crate::gnn::model::{ActivationName, Attention, Refresh, TrainConfig};
 use crate::gnn::train::{EpochReport, train_and_save};
 use crate::steps::exec::PROGRESS_PREFIX;
 use crate::steps::plugin::{ParamDecl, ParamType};
@@ -23,7 +23,8 @@ pub static KIND: Kind = Kind {
     name: "train-gnnr",
     // 2: cosine attention and fixed θ; loss on gathered rows; AVX2 kernels.
     // 3: cosine logits from the inputs and their inverse norms; the softmax's own exp.
-    version: 3,
+    // 4: `attention_refresh`, by default once an epoch.
+    version: 4,
     description: "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph",
     inputs: &[("graph", false)],
     outputs: &[Output {
@@ -50,6 +51,10 @@ fn params() -> Vec<(&'static str, ParamDecl)> {
         ),
         ("theta", decl(ParamType::Float, json!(d.theta))),
         ("learn_theta", decl(ParamType::Bool, json!(d.learn_theta))),
+        (
+            "attention_refresh",
+            decl(ParamType::String, json!(d.attention_refresh.name())),
+        ),
         ("activation", decl(ParamType::String, json!("none"))),
         ("bias", decl(ParamType::Bool, json!(d.bias))),
         ("epochs", decl(ParamType::Int, json!(d.epochs))),
@@ -81,6 +86,11 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
         },
         theta: args::f64_of(p, "theta", d.theta as f64)? as f32,
         learn_theta: args::bool_of(p, "learn_theta", d.learn_theta)?,
+        attention_refresh: {
+            let all = [Refresh::Epoch, Refresh::Batch];
+            let names = all.map(Refresh::name);
+            all[args::choice_of(p, "attention_refresh", &names, d.attention_refresh.name())?]
+        },
         activation: match args::choice_of(p, "activation", &["none", "tanh"], "none")? {
             0 => ActivationName::None,
             _ => ActivationName::Tanh,
@@ -113,6 +123,13 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
                 c.theta
             ),
             "write e.g. `theta: -0.25` (between -100 and 100)",
+        ));
+    }
+    if c.learn_theta && c.attention != Attention::None && c.attention_refresh == Refresh::Epoch {
+        return Err(issue(
+            "learn_theta",
+            "`learn_theta: true` needs `attention_refresh: batch`: attention refreshed once an epoch is held fixed within it, so θ gets no gradient",
+            "add `attention_refresh: batch`, or drop `learn_theta`",
         ));
     }
     if !c.category_weight.is_finite() {
@@ -226,12 +243,27 @@ mod tests {
         let c = config(&Params::new()).unwrap();
         assert_eq!(c.attention, Attention::Cosine);
         assert!(!c.learn_theta);
+        assert_eq!(c.attention_refresh, Refresh::Epoch);
+        // θ learns only when attention is recomputed, with its gradient, every batch.
+        let e = config(&with(&[
+            ("attention", json!("dot")),
+            ("learn_theta", json!(true)),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.param, "learn_theta");
+        assert!(e.help.contains("attention_refresh: batch"), "{}", e.help);
         let c = config(&with(&[
             ("attention", json!("dot")),
             ("learn_theta", json!(true)),
+            ("attention_refresh", json!("batch")),
         ]));
         let c = c.unwrap();
-        assert_eq!((c.attention, c.learn_theta), (Attention::Dot, true));
+        assert_eq!(
+            (c.attention, c.learn_theta, c.attention_refresh),
+            (Attention::Dot, true, Refresh::Batch)
+        );
+        let e = config(&with(&[("attention_refresh", json!("weekly"))])).unwrap_err();
+        assert_eq!(e.param, "attention_refresh");
         let e = config(&with(&[("attention", json!("sparkle"))])).unwrap_err();
         assert_eq!(e.param, "attention");
         assert!(e.message.contains("cosine"), "{}", e.message);

@@ -33,116 +33,83 @@ pub fn dots(q: &[f32], cols: &[u32], rows: &[f32], out: &mut [f32]) {
     dots_any(q, cols, rows, out)
 }
 
-/// The same sums as [`weighted_sum_any`], element by element in edge order, with
-/// the output held in registers across a row's edges, 32 columns at a time.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn weighted_sum_avx2(out: &mut [f32], cols: &[u32], w: &[f32], rows: &[f32]) {
-    let d = out.len();
-    let body = d - d % 8;
-    let mut k = 0;
-    while k < body {
-        let blocks = ((body - k) / 8).min(4);
-        match blocks {
-            1 => weighted_block_avx2::<1>(out, cols, w, rows, k),
-            2 => weighted_block_avx2::<2>(out, cols, w, rows, k),
-            3 => weighted_block_avx2::<3>(out, cols, w, rows, k),
-            _ => weighted_block_avx2::<4>(out, cols, w, rows, k),
+/// `weighted_sum` for one vector width: the same sums as [`weighted_sum_any`],
+/// element by element in edge order, with the output held in registers across a
+/// row's edges, up to four registers of columns at a time.
+macro_rules! weighted_sum_simd {
+    (
+        $(#[$doc:meta])*
+        $sum:ident, $block:ident, $feature:literal, $lanes:literal,
+        $vec:ident, $load:ident, $store:ident, $set1:ident, $add:ident, $mul:ident
+    ) => {
+        $(#[$doc])*
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $sum(out: &mut [f32], cols: &[u32], w: &[f32], rows: &[f32]) {
+            let d = out.len();
+            let body = d - d % $lanes;
+            let mut k = 0;
+            while k < body {
+                let blocks = ((body - k) / $lanes).min(4);
+                match blocks {
+                    1 => $block::<1>(out, cols, w, rows, k),
+                    2 => $block::<2>(out, cols, w, rows, k),
+                    3 => $block::<3>(out, cols, w, rows, k),
+                    _ => $block::<4>(out, cols, w, rows, k),
+                }
+                k += blocks * $lanes;
+            }
+            for (k, o) in out.iter_mut().enumerate().skip(body) {
+                for (&c, &w) in cols.iter().zip(w) {
+                    *o += w * rows[c as usize * d + k];
+                }
+            }
         }
-        k += blocks * 8;
-    }
-    for (k, o) in out.iter_mut().enumerate().skip(body) {
-        for (&c, &w) in cols.iter().zip(w) {
-            *o += w * rows[c as usize * d + k];
+
+        /// Columns k..k + N registers of the weighted sum.
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = $feature)]
+        fn $block<const N: usize>(
+            out: &mut [f32],
+            cols: &[u32],
+            w: &[f32],
+            rows: &[f32],
+            k: usize,
+        ) {
+            use std::arch::x86_64::*;
+            let d = out.len();
+            let o = &mut out[k..k + $lanes * N];
+            // SAFETY (every load and store below): each pointer is into a slice
+            // bounds-checked to hold N registers of values from it, and the loads
+            // and stores are unaligned.
+            let mut acc: [$vec; N] =
+                std::array::from_fn(|r| unsafe { $load(o.as_ptr().add($lanes * r)) });
+            for (&c, &w) in cols.iter().zip(w) {
+                let base = c as usize * d + k;
+                let row = &rows[base..base + $lanes * N];
+                let wv = $set1(w);
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let x = unsafe { $load(row.as_ptr().add($lanes * r)) };
+                    *a = $add(*a, $mul(wv, x));
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                unsafe { $store(o.as_mut_ptr().add($lanes * r), *a) };
+            }
         }
-    }
+    };
 }
 
-/// Columns k..k + 8N of `weighted_sum`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn weighted_block_avx2<const N: usize>(
-    out: &mut [f32],
-    cols: &[u32],
-    w: &[f32],
-    rows: &[f32],
-    k: usize,
-) {
-    use std::arch::x86_64::*;
-    let d = out.len();
-    let o = &mut out[k..k + 8 * N];
-    // SAFETY (every load and store below): each pointer is into a slice bounds-checked
-    // to hold 8N values from it, and the loads and stores are unaligned.
-    let mut acc: [__m256; N] =
-        std::array::from_fn(|r| unsafe { _mm256_loadu_ps(o.as_ptr().add(8 * r)) });
-    for (&c, &w) in cols.iter().zip(w) {
-        let base = c as usize * d + k;
-        let row = &rows[base..base + 8 * N];
-        let wv = _mm256_set1_ps(w);
-        for (r, a) in acc.iter_mut().enumerate() {
-            let x = unsafe { _mm256_loadu_ps(row.as_ptr().add(8 * r)) };
-            *a = _mm256_add_ps(*a, _mm256_mul_ps(wv, x));
-        }
-    }
-    for (r, a) in acc.iter().enumerate() {
-        unsafe { _mm256_storeu_ps(o.as_mut_ptr().add(8 * r), *a) };
-    }
-}
-
-/// [`weighted_sum_avx2`] with 16-column registers: the same element-wise sums.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn weighted_sum_avx512(out: &mut [f32], cols: &[u32], w: &[f32], rows: &[f32]) {
-    let d = out.len();
-    let body = d - d % 16;
-    let mut k = 0;
-    while k < body {
-        let blocks = ((body - k) / 16).min(4);
-        match blocks {
-            1 => weighted_block_avx512::<1>(out, cols, w, rows, k),
-            2 => weighted_block_avx512::<2>(out, cols, w, rows, k),
-            3 => weighted_block_avx512::<3>(out, cols, w, rows, k),
-            _ => weighted_block_avx512::<4>(out, cols, w, rows, k),
-        }
-        k += blocks * 16;
-    }
-    for (k, o) in out.iter_mut().enumerate().skip(body) {
-        for (&c, &w) in cols.iter().zip(w) {
-            *o += w * rows[c as usize * d + k];
-        }
-    }
-}
-
-/// Columns k..k + 16N of `weighted_sum`.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn weighted_block_avx512<const N: usize>(
-    out: &mut [f32],
-    cols: &[u32],
-    w: &[f32],
-    rows: &[f32],
-    k: usize,
-) {
-    use std::arch::x86_64::*;
-    let d = out.len();
-    let o = &mut out[k..k + 16 * N];
-    // SAFETY (every load and store below): each pointer is into a slice bounds-checked
-    // to hold 16N values from it, and the loads and stores are unaligned.
-    let mut acc: [__m512; N] =
-        std::array::from_fn(|r| unsafe { _mm512_loadu_ps(o.as_ptr().add(16 * r)) });
-    for (&c, &w) in cols.iter().zip(w) {
-        let base = c as usize * d + k;
-        let row = &rows[base..base + 16 * N];
-        let wv = _mm512_set1_ps(w);
-        for (r, a) in acc.iter_mut().enumerate() {
-            let x = unsafe { _mm512_loadu_ps(row.as_ptr().add(16 * r)) };
-            *a = _mm512_add_ps(*a, _mm512_mul_ps(wv, x));
-        }
-    }
-    for (r, a) in acc.iter().enumerate() {
-        unsafe { _mm512_storeu_ps(o.as_mut_ptr().add(16 * r), *a) };
-    }
-}
+weighted_sum_simd!(
+    /// AVX2: 8 columns a register, up to 32 at a time.
+    weighted_sum_avx2, weighted_block_avx2, "avx2", 8,
+    __m256, _mm256_loadu_ps, _mm256_storeu_ps, _mm256_set1_ps, _mm256_add_ps, _mm256_mul_ps
+);
+weighted_sum_simd!(
+    /// AVX-512: 16 columns a register, up to 64 at a time.
+    weighted_sum_avx512, weighted_block_avx512, "avx512f", 16,
+    __m512, _mm512_loadu_ps, _mm512_storeu_ps, _mm512_set1_ps, _mm512_add_ps, _mm512_mul_ps
+);
 
 /// The same products as [`dots_any`]: lane l of the accumulator sums elements
 /// l, l + 8, … in order, then [`finish`]'s tree; four rows at a time.

@@ -337,3 +337,19 @@ pub fn load(dir: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
 pub fn cpu() -> Device {
     Device::ndarray()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config written before `attention_refresh` existed reads as what trained
+    /// it (every batch); today's default is once an epoch.
+    #[test]
+    fn older_configs_read_as_attention_every_batch() {
+        let mut json = serde_json::to_value(TrainConfig::default()).unwrap();
+        json.as_object_mut().unwrap().remove("attention_refresh");
+        let old: TrainConfig = serde_json::from_value(json).unwrap();
+        assert_eq!(old.attention_refresh, Refresh::Batch);
+        assert_eq!(TrainConfig::default().attention_refresh, Refresh::Epoch);
+    }
+}

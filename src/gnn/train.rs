@@ -158,8 +158,9 @@ fn metric_k(metric: &str) -> Result<usize, String> {
 /// is trimmed only past 256 MiB of free memory at its top.
 pub fn keep_freed_buffers() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before the
-    // training allocates, and glibc serialises it against other allocations.
+    // SAFETY: mallopt only sets allocator parameters, and glibc serialises it
+    // against allocations on other threads. The settings are process-wide and
+    // stay after training; `pedigree __builtin` runs one step per process.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
@@ -174,6 +175,7 @@ pub fn train(
     keep_freed_buffers();
     let k = metric_k(&config.metric)?;
     if config.learn_theta
+        && config.layers > 0
         && config.attention != Attention::None
         && config.attention_refresh == Refresh::Epoch
     {
@@ -522,15 +524,22 @@ mod tests {
         cfg.epochs = 3;
         let dir = tempfile::tempdir().unwrap();
         let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        let read = |p: &std::path::Path, f| std::fs::read(p.join(f)).unwrap();
+        // Attention recomputed every batch: bit-identical too, and another model.
+        let per_batch = TrainConfig {
+            attention_refresh: Refresh::Batch,
+            ..cfg.clone()
+        };
+        let (pa, pb) = (dir.path().join("pa"), dir.path().join("pb"));
+        train_and_save(&g, &per_batch, &pa, &mut |_| {}).unwrap();
+        train_and_save(&g, &per_batch, &pb, &mut |_| {}).unwrap();
         train_and_save(&g, &cfg, &a, &mut |_| {}).unwrap();
         train_and_save(&g, &cfg, &b, &mut |_| {}).unwrap();
         for f in ["weights.bpk", "model.json"] {
-            assert_eq!(
-                std::fs::read(a.join(f)).unwrap(),
-                std::fs::read(b.join(f)).unwrap(),
-                "{f}"
-            );
+            assert_eq!(read(&a, f), read(&b, f), "{f}");
+            assert_eq!(read(&pa, f), read(&pb, f), "{f}, per batch");
         }
+        assert_ne!(read(&a, "weights.bpk"), read(&pa, "weights.bpk"));
         let loaded = model::load(&a, &model::cpu()).unwrap();
         assert_eq!(loaded.meta.users, g.users);
         let adj = adjacency(&g, &cfg);

@@ -12,7 +12,7 @@ Runs, in one invocation on one machine, one process at a time:
      gradient; then the ablations `attention: none` and `attention: dot` with θ learnt from 0,
      the origin document's literal form), evaluate (full ranking; popularity,
      item-kNN and BPR-MF, the
-     last trained by the same trainer with the same settings and no propagation).
+     last trained by the same trainer with no propagation and its own lr and L2, BPR_MF).
 
 Prints seconds per epoch (median, training only, validation excluded, as the reference
 measures it), epochs to best, training seconds to reach the reference's best validation
@@ -30,6 +30,10 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "workflows" / "data" / "ml-100k" / "ml-100k.inter"
 REF = Path(os.environ.get("PEDIGREE_REFERENCE", ROOT.parent / "shared" / "reference" / "lightgcn.py"))
 VENV = Path.home() / ".cache" / "pedigree-bench" / "torch-venv"
+# The BPR-MF baseline's own lr and L2, chosen on validation with `--set layers=0 --tune lr=…
+# reg=…` (grids and figures: ARCHITECTURE.md, "Baselines"); workflows/movielens-gnnr.yaml
+# uses the same.
+BPR_MF = {"lr": 0.001, "reg": 0.01}
 COLS = ["recall@10", "recall@20", "ndcg@10", "ndcg@20", "hit@10", "mrr@10"]
 
 
@@ -186,7 +190,7 @@ def main():
         rep_dir = tmp / f"r-{tag}" / "report"
         baselines = ["popularity", "item-knn", "bpr-mf"] if tag == "default" else []
         builtin(args.exe, "evaluate", {"model": model, "graph": graph}, {"report": rep_dir},
-                {"k": [10, 20], "baselines": baselines}, tmp / f"e-{tag}")
+                {"k": [10, 20], "baselines": baselines, "bpr_mf": BPR_MF}, tmp / f"e-{tag}")
         reports[name] = json.loads((rep_dir / "report.json").read_text())
         rows.append({"name": name, "s_epoch": statistics.median(ep), "epochs": len(ep),
                      "best": int(scalar(metrics, "best_epoch")), "train_s": sum(ep), "to_ref_s": reach,

@@ -339,11 +339,10 @@ fn step(
     let negs: Vec<usize> = neg.iter().map(|&j| nu + j as usize).collect();
     let rows = [&users, &pos, &negs];
     let leaf = |src: &[f32], rows: &[usize]| {
-        let v: Vec<f32> = rows
-            .iter()
-            .flat_map(|&r| &src[r * d..(r + 1) * d])
-            .copied()
-            .collect();
+        let mut v: Vec<f32> = Vec::with_capacity(rows.len() * d);
+        for &r in rows {
+            v.extend_from_slice(&src[r * d..(r + 1) * d]);
+        }
         Tensor::<2>::from_data(TensorData::new(v, [rows.len(), d]), device).require_grad()
     };
     let [fu, fi, fj] = rows.map(|r| leaf(&fin, r));

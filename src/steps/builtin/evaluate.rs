@@ -27,7 +27,8 @@ pub static KIND: Kind = Kind {
     // 2: scores through the propagation's dot product (eight accumulators).
     // 3: its BPR-MF and ablation baselines train with train-gnnr 3's code.
     // 4: and with train-gnnr 4's (an ablation with attention refreshes it once an epoch).
-    version: 4,
+    // 5: `bpr_mf` settings; the report names the BPR-MF baseline's lr and reg.
+    version: 5,
     description: "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines",
     inputs: &[("model", false), ("graph", false)],
     outputs: &[Output {
@@ -54,14 +55,59 @@ fn params() -> Vec<(&'static str, ParamDecl)> {
         ),
         ("split", decl(ParamType::String, json!("test"))),
         ("knn_k", decl(ParamType::Int, json!(50))),
+        ("bpr_mf", decl(ParamType::Map, json!({}))),
     ]
 }
 
+#[derive(Debug)]
 struct Config {
     ks: Vec<usize>,
     baselines: Vec<String>,
     split: u8,
     knn_k: usize,
+    /// The BPR-MF baseline's own learning rate and L2 (`None`: the model's).
+    bpr_lr: Option<f64>,
+    bpr_reg: Option<f64>,
+}
+
+/// `bpr_mf: {lr: …, reg: …}`: settings of the BPR-MF baseline that differ from the
+/// model's. A baseline trained with the model's lr is not tuned for itself.
+fn bpr_settings(p: &Params) -> Result<(Option<f64>, Option<f64>), ParamIssue> {
+    let help =
+        "write e.g. `bpr_mf: {lr: 0.001, reg: 0.01}` (either may be left out: the model's is used)";
+    let Some(v) = p.get("bpr_mf") else {
+        return Ok((None, None));
+    };
+    let Some(map) = v.as_object() else {
+        return Err(issue(
+            "bpr_mf",
+            format!("`bpr_mf` must be a map, not {v}"),
+            help,
+        ));
+    };
+    let mut out = (None, None);
+    for (k, v) in map {
+        let x = v.as_f64().filter(|x| x.is_finite());
+        match (k.as_str(), x) {
+            ("lr", Some(x)) if x > 0.0 => out.0 = Some(x),
+            ("reg", Some(x)) if x >= 0.0 => out.1 = Some(x),
+            ("lr" | "reg", _) => {
+                return Err(issue(
+                    "bpr_mf",
+                    format!("`bpr_mf.{k}: {v}` must be a number, lr above 0 and reg at least 0"),
+                    help,
+                ));
+            }
+            _ => {
+                return Err(issue(
+                    "bpr_mf",
+                    format!("`bpr_mf` has no setting `{k}`; it takes `lr` and `reg`"),
+                    help,
+                ));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn config(p: &Params) -> Result<Config, ParamIssue> {
@@ -112,11 +158,14 @@ fn config(p: &Params) -> Result<Config, ParamIssue> {
         0 => TEST,
         _ => VALID,
     };
+    let (bpr_lr, bpr_reg) = bpr_settings(p)?;
     Ok(Config {
         ks,
         baselines,
         split,
         knn_k: args::usize_of(p, "knn_k", 50)?.max(1),
+        bpr_lr,
+        bpr_reg,
     })
 }
 
@@ -183,6 +232,7 @@ fn run(req: &Request) -> Result<Response, String> {
     }
     let d = loaded.meta.config.dim;
     let mut results: Vec<(String, Metrics, f64)> = Vec::new();
+    let mut bpr_trained = None;
     let t = Instant::now();
     let model_metrics = rank_embeddings(&graph, &loaded.output, d, &c);
     results.push(("gnn-r".into(), model_metrics, t.elapsed().as_secs_f64()));
@@ -219,6 +269,9 @@ fn run(req: &Request) -> Result<Response, String> {
                 if b == "bpr-mf" {
                     cfg.layers = 0;
                     cfg.attention = Attention::None;
+                    cfg.lr = c.bpr_lr.unwrap_or(cfg.lr);
+                    cfg.reg = c.bpr_reg.unwrap_or(cfg.reg);
+                    bpr_trained = Some((cfg.lr, cfg.reg));
                 } else {
                     cfg = ablation_of(&cfg);
                 }
@@ -260,15 +313,25 @@ fn run(req: &Request) -> Result<Response, String> {
             "epochs_run": loaded.meta.epochs_run,
         },
         "graph": graph.stats,
+        "baselines": {
+            "bpr-mf": bpr_trained.map(|(lr, reg)| json!({"lr": lr, "reg": reg})),
+        },
         "results": results.iter().map(|(n, m, s)| json!({"name": n, "metrics": m, "seconds": s})).collect::<Vec<_>>(),
     });
     let dir = req.output("report")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot write the report: {e}"))?;
     std::fs::write(dir.join("report.json"), format!("{report:#}\n"))
         .map_err(|e| format!("cannot write the report: {e}"))?;
-    std::fs::write(dir.join("report.md"), markdown(&results, &c.ks, split_name))
+    let mut md = markdown(&results, &c.ks, split_name);
+    if let Some((lr, reg)) = bpr_trained {
+        let _ = write!(
+            md,
+            "\nbpr-mf: the model's trainer without propagation, lr {lr}, reg {reg}.\n"
+        );
+    }
+    std::fs::write(dir.join("report.md"), &md)
         .map_err(|e| format!("cannot write the report: {e}"))?;
-    eprint!("{}", markdown(&results, &c.ks, split_name));
+    eprint!("{md}");
 
     let mut out = Vec::new();
     for (k, (name, m, _)) in results.iter().enumerate() {
@@ -317,6 +380,27 @@ fn markdown(results: &[(String, Metrics, f64)], ks: &[usize], split: &str) -> St
 mod tests {
     use super::*;
     use crate::gnn::model::Refresh;
+
+    #[test]
+    fn bpr_mf_settings_are_checked() {
+        let with = |v: Json| Params::from([("bpr_mf".to_string(), v)]);
+        let c = config(&Params::new()).unwrap();
+        assert_eq!((c.bpr_lr, c.bpr_reg), (None, None));
+        let c = config(&with(json!({"lr": 0.001, "reg": 0.01}))).unwrap();
+        assert_eq!((c.bpr_lr, c.bpr_reg), (Some(0.001), Some(0.01)));
+        let c = config(&with(json!({"reg": 0}))).unwrap();
+        assert_eq!((c.bpr_lr, c.bpr_reg), (None, Some(0.0)));
+        for (bad, says) in [
+            (json!({"lr": 0}), "lr above 0"),
+            (json!({"reg": "high"}), "must be a number"),
+            (json!({"epochs": 3}), "no setting `epochs`"),
+            (json!([0.001]), "must be a map"),
+        ] {
+            let e = config(&with(bad.clone())).unwrap_err();
+            assert_eq!(e.param, "bpr_mf");
+            assert!(e.message.contains(says), "{bad}: {}", e.message);
+        }
+    }
 
     #[test]
     fn the_ablation_switches_attention_and_nothing_else() {

@@ -27,7 +27,8 @@ use crate::steps::protocol::{MetricPoint, Request, Response};
 
 pub static KIND: Kind = Kind {
     name: "publish",
-    version: 1,
+    // 2: the model card names the BPR-MF baseline's lr and reg when the report has them.
+    version: 2,
     description: "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage",
     inputs: &[("model", false), ("report", false)],
     outputs: &[Output {
@@ -418,6 +419,13 @@ fn model_card(
             let _ = write!(s, " {:.4} |", r["metrics"][c].as_f64().unwrap_or(f64::NAN));
         }
         s.push('\n');
+    }
+    let bpr = &report["baselines"]["bpr-mf"];
+    if let (Some(lr), Some(reg)) = (bpr["lr"].as_f64(), bpr["reg"].as_f64()) {
+        let _ = writeln!(
+            s,
+            "\nbpr-mf: the model's trainer without propagation, lr {lr}, reg {reg}."
+        );
     }
     s.push_str(
         "\n## Ancestry\n\nEach line: a step run, the artifact it wrote and the one it read.\n\n",

@@ -936,7 +936,8 @@ mod tests {
         let adj = Adjacency::from_edges(700, &edges);
         let d = 8;
         let e0 = random(adj.n * d, 4);
-        let run = |threads, keys| {
+        // `frozen`: weights built by Frozen::of and used, under the same thread count.
+        let run = |threads, keys, frozen: bool| {
             let p = StackParams {
                 theta: Some(vec![1.0, 1.0]),
                 keys,
@@ -950,37 +951,23 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
+                let p = StackParams {
+                    frozen: frozen.then(|| std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
+                    ..p.clone()
+                };
                 let (f, c) = stack_forward(&adj, &e0, d, &p);
                 let g = stack_backward(&adj, c, &f, d, &p);
                 (f, g.e0, g.theta)
             })
         };
         for keys in [Keys::Dot, Keys::Cosine] {
-            assert_eq!(run(1, keys), run(3, keys), "{keys:?}");
+            for frozen in [false, true] {
+                assert_eq!(
+                    run(1, keys, frozen),
+                    run(3, keys, frozen),
+                    "{keys:?}, frozen {frozen}"
+                );
+            }
         }
-        // Frozen weights, built and used under each thread count.
-        let frozen = |threads| {
-            let p = StackParams {
-                theta: Some(vec![1.0, 1.0]),
-                keys: Keys::Cosine,
-                bias: None,
-                activation: Activation::None,
-                layers: 2,
-                frozen: None,
-            };
-            let pool = rayon::ThreadPoolBuilder::new()
-                .num_threads(threads)
-                .build()
-                .unwrap();
-            pool.install(|| {
-                let pf = StackParams {
-                    frozen: Some(std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
-                    ..p
-                };
-                let (f, c) = stack_forward(&adj, &e0, d, &pf);
-                (f.clone(), stack_backward(&adj, c, &f, d, &pf).e0)
-            })
-        };
-        assert_eq!(frozen(1), frozen(3));
     }
 }

@@ -139,6 +139,21 @@ pub struct TrainConfig {
     pub category_weight: f32,
 }
 
+impl TrainConfig {
+    /// Whether training holds each layer's attention fixed for an epoch at a time.
+    pub fn refreshes_per_epoch(&self) -> bool {
+        self.layers > 0
+            && self.attention != Attention::None
+            && self.attention_refresh == Refresh::Epoch
+    }
+
+    /// `learn_theta` where θ would get no gradient: refused by the step's params
+    /// and by training.
+    pub fn learns_theta_without_gradient(&self) -> bool {
+        self.learn_theta && self.refreshes_per_epoch()
+    }
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {

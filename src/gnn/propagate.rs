@@ -208,11 +208,11 @@ pub fn layer_forward(
         _ => Vec::new(),
     };
     let blocks = row_blocks(&adj.ptr);
-    let parts = split_by(&mut alpha, &blocks)
+    let mut parts: Vec<_> = split_by(&mut alpha, &blocks)
         .into_iter()
         .zip(split_by(&mut att, &blocks))
-        .zip(split_by(&mut dots, &blocks));
-    let mut parts: Vec<_> = parts.collect();
+        .zip(split_by(&mut dots, &blocks))
+        .collect();
     out.par_chunks_mut(d * ROWS_PER_TASK)
         .zip(parts.par_iter_mut())
         .enumerate()
@@ -693,6 +693,47 @@ mod tests {
         (0..n).map(|_| r.normal() as f32 * 0.5).collect()
     }
 
+    const EPS: f32 = 1e-2;
+
+    /// Σ w ⊙ (the layer combination of e): the loss the gradient checks differentiate.
+    fn loss(adj: &Adjacency, e: &[f32], w: &[f32], d: usize, p: &StackParams) -> f64 {
+        let (f, _) = stack_forward(adj, e, d, p);
+        f.iter()
+            .zip(w)
+            .map(|(a, b)| (*a as f64) * (*b as f64))
+            .sum()
+    }
+
+    /// The backward pass's ∂loss/∂e0 against central differences at `at`.
+    fn assert_e0_gradient(
+        adj: &Adjacency,
+        e0: &[f32],
+        w: &[f32],
+        d: usize,
+        p: &StackParams,
+        at: &[usize],
+        what: &str,
+    ) -> StackGrads {
+        let grads = stack_backward(adj, stack_forward(adj, e0, d, p).1, w, d, p);
+        for &idx in at {
+            let (mut plus, mut minus) = (e0.to_vec(), e0.to_vec());
+            plus[idx] += EPS;
+            minus[idx] -= EPS;
+            let num = (loss(adj, &plus, w, d, p) - loss(adj, &minus, w, d, p)) / (2.0 * EPS as f64);
+            let got = grads.e0[idx] as f64;
+            assert!((num - got).abs() < 2e-3, "{what} e0[{idx}]: {num} vs {got}");
+        }
+        grads
+    }
+
+    /// `p` with its attention frozen at `e0`.
+    fn frozen_at(adj: &Adjacency, e0: &[f32], d: usize, p: &StackParams) -> StackParams {
+        StackParams {
+            frozen: Some(std::sync::Arc::new(Frozen::of(adj, e0, d, p))),
+            ..p.clone()
+        }
+    }
+
     #[test]
     fn row_weights_are_the_layers_alpha() {
         let adj = graph();
@@ -773,35 +814,17 @@ mod tests {
                 layers: 2,
                 frozen: None,
             };
-            let loss = |e: &[f32], p: &StackParams| -> f64 {
-                let (f, _) = stack_forward(&adj, e, d, p);
-                f.iter()
-                    .zip(&w)
-                    .map(|(a, b)| (*a as f64) * (*b as f64))
-                    .sum()
-            };
-            let (_, cache) = stack_forward(&adj, &e0, d, &p);
-            let grads = stack_backward(&adj, cache, &w, d, &p);
-            let eps = 1e-2f32;
-            for idx in [0, 5, 13, 22] {
-                let mut plus = e0.clone();
-                plus[idx] += eps;
-                let mut minus = e0.clone();
-                minus[idx] -= eps;
-                let num = (loss(&plus, &p) - loss(&minus, &p)) / (2.0 * eps as f64);
-                let got = grads.e0[idx] as f64;
-                assert!(
-                    (num - got).abs() < 2e-3,
-                    "{attention} {keys:?} {act:?} e0[{idx}]: {num} vs {got}"
-                );
-            }
+            let what = format!("{attention} {keys:?} {act:?}");
+            let grads = assert_e0_gradient(&adj, &e0, &w, d, &p, &[0, 5, 13, 22], &what);
+            let loss = |p: &StackParams| loss(&adj, &e0, &w, d, p);
+            let eps = EPS;
             if attention {
                 for l in 0..2 {
                     let mut pp = p.clone();
                     pp.theta.as_mut().unwrap()[l] += eps;
                     let mut pm = p.clone();
                     pm.theta.as_mut().unwrap()[l] -= eps;
-                    let num = (loss(&e0, &pp) - loss(&e0, &pm)) / (2.0 * eps as f64);
+                    let num = (loss(&pp) - loss(&pm)) / (2.0 * eps as f64);
                     let got = grads.theta[l] as f64;
                     assert!(
                         (num - got).abs() < 2e-3,
@@ -814,7 +837,7 @@ mod tests {
                 pp.bias.as_mut().unwrap()[0][1] += eps;
                 let mut pm = p.clone();
                 pm.bias.as_mut().unwrap()[0][1] -= eps;
-                let num = (loss(&e0, &pp) - loss(&e0, &pm)) / (2.0 * eps as f64);
+                let num = (loss(&pp) - loss(&pm)) / (2.0 * eps as f64);
                 assert!((num - grads.bias[0][1] as f64).abs() < 2e-3);
             }
         }
@@ -840,34 +863,13 @@ mod tests {
                 layers: 2,
                 frozen: None,
             };
-            let pf = StackParams {
-                frozen: Some(std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
-                ..p.clone()
-            };
+            let pf = frozen_at(&adj, &e0, d, &p);
             assert_eq!(
                 stack_forward(&adj, &e0, d, &p).0,
                 stack_forward(&adj, &e0, d, &pf).0
             );
-            let loss = |e: &[f32]| -> f64 {
-                let (f, _) = stack_forward(&adj, e, d, &pf);
-                f.iter()
-                    .zip(&w)
-                    .map(|(a, b)| (*a as f64) * (*b as f64))
-                    .sum()
-            };
-            let frozen = stack_backward(&adj, stack_forward(&adj, &e0, d, &pf).1, &w, d, &pf);
-            let eps = 1e-2f32;
-            for idx in [0, 5, 13, 22] {
-                let (mut plus, mut minus) = (e0.clone(), e0.clone());
-                plus[idx] += eps;
-                minus[idx] -= eps;
-                let num = (loss(&plus) - loss(&minus)) / (2.0 * eps as f64);
-                let got = frozen.e0[idx] as f64;
-                assert!(
-                    (num - got).abs() < 2e-3,
-                    "{keys:?} e0[{idx}]: {num} vs {got}"
-                );
-            }
+            let what = format!("frozen {keys:?}");
+            let frozen = assert_e0_gradient(&adj, &e0, &w, d, &pf, &[0, 5, 13, 22], &what);
             assert_eq!(frozen.theta, vec![0.0; 2]);
             // The attention's own gradient is what the frozen pass leaves out.
             let full = stack_backward(&adj, stack_forward(&adj, &e0, d, &p).1, &w, d, &p);
@@ -896,33 +898,12 @@ mod tests {
             layers: 2,
             frozen: None,
         };
-        let pf = StackParams {
-            frozen: Some(std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
-            ..p.clone()
-        };
+        let pf = frozen_at(&adj, &e0, d, &p);
+        // Nodes in the first, middle and last blocks.
+        let at: Vec<usize> = [3, 70, 150, 230, 299].map(|node| node * d + 1).to_vec();
         for p in [&p, &pf] {
-            let loss = |e: &[f32]| -> f64 {
-                let (f, _) = stack_forward(&adj, e, d, p);
-                f.iter()
-                    .zip(&w)
-                    .map(|(a, b)| (*a as f64) * (*b as f64))
-                    .sum()
-            };
-            let grads = stack_backward(&adj, stack_forward(&adj, &e0, d, p).1, &w, d, p);
-            let eps = 1e-2f32;
-            for node in [3, 70, 150, 230, 299] {
-                let idx = node * d + 1;
-                let (mut plus, mut minus) = (e0.clone(), e0.clone());
-                plus[idx] += eps;
-                minus[idx] -= eps;
-                let num = (loss(&plus) - loss(&minus)) / (2.0 * eps as f64);
-                let got = grads.e0[idx] as f64;
-                let frozen = p.frozen.is_some();
-                assert!(
-                    (num - got).abs() < 2e-3,
-                    "frozen {frozen}, node {node}: {num} vs {got}"
-                );
-            }
+            let what = format!("frozen {}", p.frozen.is_some());
+            assert_e0_gradient(&adj, &e0, &w, d, p, &at, &what);
         }
     }
 
@@ -951,9 +932,10 @@ mod tests {
                 .build()
                 .unwrap();
             pool.install(|| {
-                let p = StackParams {
-                    frozen: frozen.then(|| std::sync::Arc::new(Frozen::of(&adj, &e0, d, &p))),
-                    ..p.clone()
+                let p = if frozen {
+                    frozen_at(&adj, &e0, d, &p)
+                } else {
+                    p.clone()
                 };
                 let (f, c) = stack_forward(&adj, &e0, d, &p);
                 let g = stack_backward(&adj, c, &f, d, &p);

@@ -31,7 +31,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::graph::{Graph, TRAIN, VALID};
 use super::metrics::{self, Metrics};
-use super::model::{self, Attention, GnnR, ModelMeta, Refresh, TrainConfig};
+use super::model::{self, Attention, GnnR, ModelMeta, TrainConfig};
 use super::propagate::{Adjacency, Frozen, Keys, StackParams, stack_forward};
 use super::rng::Rng;
 
@@ -174,11 +174,7 @@ pub fn train(
 ) -> Result<Trained, String> {
     keep_freed_buffers();
     let k = metric_k(&config.metric)?;
-    if config.learn_theta
-        && config.layers > 0
-        && config.attention != Attention::None
-        && config.attention_refresh == Refresh::Epoch
-    {
+    if config.learns_theta_without_gradient() {
         return Err(
             "`learn_theta` needs `attention_refresh: batch` (θ gets no gradient from attention held fixed for an epoch)"
                 .into(),
@@ -227,13 +223,10 @@ pub fn train(
             .collect();
         // With `attention_refresh: epoch`, the epoch's attention weights, from
         // the embeddings at its start.
-        let frozen = (config.layers > 0
-            && config.attention != Attention::None
-            && config.attention_refresh == Refresh::Epoch)
-            .then(|| {
-                let e0 = model::values(module.embedding.val());
-                std::sync::Arc::new(Frozen::of(&adj, &e0, d, &stack_params(&module, config)))
-            });
+        let frozen = config.refreshes_per_epoch().then(|| {
+            let e0 = model::values(module.embedding.val());
+            std::sync::Arc::new(Frozen::of(&adj, &e0, d, &stack_params(&module, config)))
+        });
         let mut total = 0.0f64;
         for (b, chunk) in order.chunks(config.batch).enumerate() {
             let neg = &negs[b * config.batch..b * config.batch + chunk.len()];
@@ -422,6 +415,7 @@ mod tests {
     use super::*;
     use crate::gnn::graph::{BuildConfig, TEST};
     use crate::gnn::input::Columns;
+    use crate::gnn::model::Refresh;
 
     /// 48 users in 3 taste groups, 24 items in 3 matching groups (with a category
     /// each); every user takes 5 items of their group and the one blockbuster

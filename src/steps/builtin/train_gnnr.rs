@@ -125,11 +125,7 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
             "write e.g. `theta: -0.25` (between -100 and 100)",
         ));
     }
-    if c.learn_theta
-        && c.layers > 0
-        && c.attention != Attention::None
-        && c.attention_refresh == Refresh::Epoch
-    {
+    if c.learns_theta_without_gradient() {
         return Err(issue(
             "learn_theta",
             "`learn_theta: true` needs `attention_refresh: batch`: attention refreshed once an epoch is held fixed within it, so θ gets no gradient",

@@ -8,8 +8,9 @@
 //! request): 0.53 s per epoch with glibc's alignment, 0.48 s with this one.
 //! Small blocks keep the system's alignment, so ordinary allocations pay nothing;
 //! so do huge ones (data tables), which keep glibc's lazily zeroed `calloc` pages
-//! and in-place `mremap` growth. Measured on `bench/data_steps.py` (1M events):
-//! step times and peak RSS unchanged within noise (clean 0.55 s, 223 → 229 MiB).
+//! and in-place `mremap` growth. Measured on `bench/data_steps.py` (1M events),
+//! the system allocator against this one: clean 0.55 s / 223 MiB peak against
+//! 0.58 s / 229 MiB, dedupe 0.40 s both, impute 0.28 against 0.29 s.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 

@@ -8,6 +8,9 @@ mod diag;
 #[allow(dead_code)]
 #[path = "../../src/spec/mod.rs"]
 mod spec;
+#[allow(dead_code)]
+#[path = "../../src/util/mod.rs"]
+mod util;
 
 use libfuzzer_sys::fuzz_target;
 

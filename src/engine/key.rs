@@ -7,7 +7,6 @@
 //! golden tests below pin the derivation, and changing it bumps [`KEY_SCHEMA`].
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
@@ -115,10 +114,7 @@ fn kind_label(k: &KindIngredient) -> String {
     }
 }
 
-/// The first 12 hex digits of a hash, for people.
-pub fn short(hash: &str) -> String {
-    hash.chars().take(12).collect()
-}
+pub use crate::util::fmt::short;
 
 /// One ingredient that differs between two manifests.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -184,48 +180,7 @@ fn diff_maps<V: PartialEq>(
     }
 }
 
-/// Serialise JSON canonically: object keys sorted by their UTF-8 bytes, no
-/// whitespace, numbers as serde_json prints them (integers as integers, floats in
-/// their shortest round-trip form, so `1` and `1.0` differ), strings escaped as
-/// serde_json escapes them. Does not depend on the map type serde_json was built
-/// with.
-pub fn canonical_json(v: &Json) -> String {
-    let mut out = String::new();
-    write_canonical(v, &mut out);
-    out
-}
-
-fn write_canonical(v: &Json, out: &mut String) {
-    match v {
-        Json::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}", Json::String(k.clone()));
-                out.push(':');
-                write_canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Json::Array(items) => {
-            out.push('[');
-            for (i, x) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => {
-            let _ = write!(out, "{other}");
-        }
-    }
-}
+pub use crate::util::canonical::canonical_json;
 
 #[cfg(test)]
 mod tests {

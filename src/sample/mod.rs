@@ -129,57 +129,32 @@ impl Fault {
     }
 }
 
-/// xoshiro256** seeded with SplitMix64.
-pub struct Rng([u64; 4]);
+/// The sample generator's view of [`crate::util::rng::Rng`]: `below` and `shuffle`
+/// are the 128-bit range map, whose stream the committed sample pins.
+struct Rng(crate::util::rng::Rng);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
-        let mut x = seed;
-        let mut next = || {
-            x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = x;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        };
-        Rng([next(), next(), next(), next()])
-    }
-
-    pub fn next_u64(&mut self) -> u64 {
-        let s = &mut self.0;
-        let r = s[1].wrapping_mul(5).rotate_left(7).wrapping_mul(9);
-        let t = s[1] << 17;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3].rotate_left(45);
-        r
+    fn new(seed: u64) -> Rng {
+        Rng(crate::util::rng::Rng::new(seed))
     }
 
     /// Uniform in [0, 1).
-    pub fn f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    fn f64(&mut self) -> f64 {
+        self.0.unit()
     }
 
     /// Uniform in [0, n).
-    pub fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    fn below(&mut self, n: u64) -> u64 {
+        self.0.below_u64(n)
     }
 
     /// Standard normal (Box–Muller).
-    pub fn normal(&mut self) -> f64 {
-        let u = 1.0 - self.f64();
-        let v = self.f64();
-        (-2.0 * u.ln()).sqrt() * (2.0 * std::f64::consts::PI * v).cos()
+    fn normal(&mut self) -> f64 {
+        self.0.normal()
     }
 
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = self.below(i as u64 + 1) as usize;
-            v.swap(i, j);
-        }
+    fn shuffle<T>(&mut self, v: &mut [T]) {
+        self.0.shuffle_u64(v)
     }
 
     /// An index drawn with the given cumulative weights.

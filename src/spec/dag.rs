@@ -53,33 +53,23 @@ impl Dag {
         self.names.iter().position(|n| n == name)
     }
 
-    /// Kahn's algorithm, always taking the ready step that comes first in the file.
+    /// Producers before consumers, ties in file order ([`crate::util::topo`]); on a
+    /// cycle, the steps of one cycle in reading order.
     fn topo(&self) -> Result<Vec<usize>, Vec<usize>> {
-        let n = self.names.len();
-        let mut missing: Vec<usize> = self.deps.iter().map(Vec::len).collect();
-        let mut ready: BTreeSet<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
-        let mut order = Vec::with_capacity(n);
-        while let Some(i) = ready.pop_first() {
-            order.push(i);
-            for &d in &self.dependents[i] {
-                missing[d] -= 1;
-                if missing[d] == 0 {
-                    ready.insert(d);
-                }
-            }
-        }
-        if order.len() == n {
-            return Ok(order);
-        }
+        let left = match crate::util::topo::order(&self.deps) {
+            Ok(order) => return Ok(order),
+            Err(left) => left,
+        };
+        let stuck = |i: usize| left.binary_search(&i).is_ok();
         // Some steps are on or behind a cycle; walk deps from one of them until a step repeats.
-        let start = (0..n).find(|&i| missing[i] > 0).unwrap_or(0);
+        let start = left.first().copied().unwrap_or(0);
         let mut path = vec![start];
         loop {
             let cur = *path.last().unwrap_or(&start);
             let next = self.deps[cur]
                 .iter()
                 .copied()
-                .find(|&d| missing[d] > 0)
+                .find(|&d| stuck(d))
                 .unwrap_or(start);
             if let Some(pos) = path.iter().position(|&s| s == next) {
                 let mut cycle = path[pos..].to_vec();
@@ -139,7 +129,7 @@ impl Dag {
 }
 
 /// The formats of `pedigree dag`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DagFormat {
     Text,
     Dot,

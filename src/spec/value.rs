@@ -108,16 +108,7 @@ pub fn parse_override(text: &str) -> Result<Json, String> {
     }
 }
 
-/// A short, single-line rendering of a value for messages (`30`, `"fast"`, `[1, 2]`).
-pub fn show(value: &Json) -> String {
-    let s = value.to_string();
-    if s.chars().count() > 60 {
-        let cut: String = s.chars().take(57).collect();
-        format!("{cut}...")
-    } else {
-        s
-    }
-}
+pub use crate::util::fmt::json_value as show;
 
 #[cfg(test)]
 mod tests {

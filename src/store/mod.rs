@@ -453,7 +453,7 @@ pub fn tree_bytes(mut entries: Vec<TreeEntry>) -> Vec<u8> {
         format: TREE_FORMAT.into(),
         entries,
     };
-    crate::engine::key::canonical_json(&serde_json::to_value(&tree).expect("plain data"))
+    crate::util::canonical::canonical_json(&serde_json::to_value(&tree).expect("plain data"))
         .into_bytes()
 }
 
@@ -462,6 +462,29 @@ fn is_safe_relative(p: &str) -> bool {
         && Path::new(p)
             .components()
             .all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Remove a scratch folder under `tmp/`, even one a step left read-only.
+pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(p).is_ok() {
+        return Ok(());
+    }
+    // A plugin may leave read-only folders behind; make them writable so removal works.
+    fn fix(p: &Path) {
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && m.is_dir()
+        {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    fix(&e.path());
+                }
+            }
+        }
+    }
+    fix(p);
+    std::fs::remove_dir_all(p)
 }
 
 /// Write `bytes` to `dest` through a temp file in `dir` and a rename.

@@ -25,10 +25,10 @@ const UNIX_MS_FROM: f64 = 1e11;
 
 /// Days from 1970-01-01 to the given civil date (proleptic Gregorian).
 pub fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    crate::lineage::time::days_from_civil(y, i64::from(m), i64::from(d))
+    crate::util::time::days_from_civil(y, i64::from(m), i64::from(d))
 }
 
-pub use crate::lineage::time::civil_from_days;
+pub use crate::util::time::civil_from_days;
 
 fn days_in_month(y: i64, m: u32) -> u32 {
     match m {

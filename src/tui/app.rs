@@ -59,7 +59,7 @@ impl Screen {
         match self {
             Screen::Runs => "Runs".into(),
             Screen::Run(r) => format!("Run {}", r.id),
-            Screen::Artifact(a) => format!("Artifact {}", crate::engine::key::short(&a.hash)),
+            Screen::Artifact(a) => format!("Artifact {}", crate::util::fmt::short(&a.hash)),
             Screen::Metrics(m) => match m.compare {
                 Some(b) => format!("Metrics {} vs {b}", m.run),
                 None => format!("Metrics {}", m.run),
@@ -353,7 +353,7 @@ fn apply(app: &mut App, req: &Request, loaded: Loaded) {
             }
             app.message = Some(format!(
                 "no artifact {} in the lineage database",
-                crate::engine::key::short(&h)
+                crate::util::fmt::short(&h)
             ));
         }
         Loaded::Search { query, hits } => {

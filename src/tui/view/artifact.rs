@@ -8,9 +8,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
 use super::{Theme, bytes, json_text, panel, split};
-use crate::engine::key::short;
 use crate::tui::app::{ArtifactScreen, RowKind, TreeRow, tree_rows};
 use crate::tui::data::ArtifactDetail;
+use crate::util::fmt::short;
 
 pub fn draw(a: &ArtifactScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &a.detail else {

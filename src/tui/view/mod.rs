@@ -18,8 +18,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Screen};
-use crate::engine::key::short;
 use crate::lineage::time;
+use crate::util::fmt::short;
 
 /// Colours, or none (`NO_COLOR`).
 #[derive(Debug, Clone, Copy)]
@@ -261,7 +261,7 @@ pub(super) fn when(t: &str, narrow: bool) -> String {
 /// How long something took, or has been running (with `now`), or `-`.
 pub(super) fn took(start: &str, end: Option<&str>, now: Option<&str>) -> String {
     match end.or(now).and_then(|e| time::seconds_between(start, e)) {
-        Some(s) => crate::cli::human_duration(s),
+        Some(s) => crate::util::fmt::human_duration(s),
         None => "-".into(),
     }
 }
@@ -280,23 +280,12 @@ pub(super) fn cut(s: &str, n: usize) -> String {
 /// A JSON text shown compactly.
 pub(super) fn json_text(s: &str) -> String {
     match serde_json::from_str::<serde_json::Value>(s) {
-        Ok(v) => crate::spec::value::show(&v),
+        Ok(v) => crate::util::fmt::json_value(&v),
         Err(_) => s.to_owned(),
     }
 }
 
-pub(super) fn bytes(n: i64) -> String {
-    let n = n as f64;
-    if n < 1024.0 {
-        format!("{n} B")
-    } else if n < 1024.0 * 1024.0 {
-        format!("{:.1} KiB", n / 1024.0)
-    } else if n < 1024.0 * 1024.0 * 1024.0 {
-        format!("{:.1} MiB", n / 1024.0 / 1024.0)
-    } else {
-        format!("{:.1} GiB", n / 1024.0 / 1024.0 / 1024.0)
-    }
-}
+pub(super) use crate::util::fmt::bytes;
 
 /// A bordered block with a title.
 pub(super) fn panel(title: impl Into<String>) -> Block<'static> {

@@ -9,9 +9,9 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{Theme, bytes, cut, json_text, panel, split, took, when};
-use crate::engine::key::short;
 use crate::tui::app::{App, RunScreen};
 use crate::tui::data::StepDetail;
+use crate::util::fmt::short;
 
 pub fn draw(app: &App, r: &RunScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &r.detail else {

@@ -6,8 +6,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::{Theme, cut, took, when};
-use crate::engine::key::short;
 use crate::tui::app::App;
+use crate::util::fmt::short;
 
 pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);

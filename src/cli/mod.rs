@@ -4,6 +4,7 @@
 
 mod dag;
 mod gc;
+mod init;
 mod lineage;
 mod progress;
 mod recommend;
@@ -19,14 +20,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::diag::Diagnostic;
-use crate::workspace::{self, Workspace};
+use crate::workspace::{self, Workspace, WorkspaceError};
 
-/// Exit codes: 0 success, 1 a step failed (or verification failed), 2 invalid
-/// workflow or usage, 130 interrupted.
+/// Exit codes: 0 success, 1 a failure (a step failed, verification found problems, the
+/// database or store failed), 2 invalid workflow or usage, 130 interrupted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Exit {
     Ok,
-    StepFailed,
+    Failure,
     Invalid,
     Interrupted,
 }
@@ -35,32 +36,79 @@ impl From<Exit> for ExitCode {
     fn from(e: Exit) -> ExitCode {
         ExitCode::from(match e {
             Exit::Ok => 0,
-            Exit::StepFailed => 1,
+            Exit::Failure => 1,
             Exit::Invalid => 2,
             Exit::Interrupted => 130,
         })
     }
 }
 
-/// A failure to report on stderr, with its exit code.
+/// What went wrong, typed, so the exit code follows from the cause (as just's
+/// `Error::code()` does) instead of being chosen at each call site.
+#[derive(Debug)]
+pub enum CliSource {
+    /// A workflow, plugin manifest or override that does not validate.
+    Invalid(Diagnostic),
+    Workspace(WorkspaceError),
+    Lineage(crate::lineage::LineageError),
+    Run(crate::engine::run::RunError),
+    Maintenance(crate::maintenance::MaintenanceError),
+    /// Arguments that make no sense, already worded for people (`error: …`).
+    Usage(String),
+    /// A failure already worded for people (`error: …`).
+    Failed(String),
+}
+
+/// A failure to report on stderr; its exit code comes from its source.
 #[derive(Debug)]
 pub struct CliError {
-    pub exit: Exit,
-    pub message: String,
+    pub source: CliSource,
 }
 
 impl CliError {
     pub fn invalid(message: impl Into<String>) -> Self {
         CliError {
-            exit: Exit::Invalid,
-            message: message.into(),
+            source: CliSource::Usage(message.into()),
         }
     }
 
     pub fn failed(message: impl Into<String>) -> Self {
         CliError {
-            exit: Exit::StepFailed,
-            message: message.into(),
+            source: CliSource::Failed(message.into()),
+        }
+    }
+
+    pub fn exit(&self) -> Exit {
+        use crate::engine::run::RunError;
+        match &self.source {
+            CliSource::Invalid(_) | CliSource::Usage(_) | CliSource::Workspace(_) => Exit::Invalid,
+            CliSource::Run(RunError::Usage(_) | RunError::Input { .. }) => Exit::Invalid,
+            CliSource::Run(_)
+            | CliSource::Lineage(_)
+            | CliSource::Maintenance(_)
+            | CliSource::Failed(_) => Exit::Failure,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use crate::engine::run::RunError;
+        match &self.source {
+            CliSource::Invalid(d) => write!(f, "{}", d.to_string().trim_end()),
+            CliSource::Usage(m) | CliSource::Failed(m) => f.write_str(m),
+            CliSource::Workspace(e @ WorkspaceError::NotInitialised(_)) => write!(
+                f,
+                "error: {e}\n  = help: run `pedigree run WORKFLOW` here first, or pass `--workspace DIR`"
+            ),
+            CliSource::Workspace(e) => write!(f, "error: {e}"),
+            CliSource::Lineage(e) => write!(f, "error: {e}"),
+            CliSource::Run(RunError::Usage(m)) => write!(f, "error: {m}"),
+            CliSource::Run(e) => write!(f, "error: {e}"),
+            CliSource::Maintenance(crate::maintenance::MaintenanceError::Lineage(e)) => {
+                write!(f, "error: {e}")
+            }
+            CliSource::Maintenance(e) => write!(f, "error: {e}"),
         }
     }
 }
@@ -68,36 +116,39 @@ impl CliError {
 impl From<Diagnostic> for CliError {
     fn from(d: Diagnostic) -> Self {
         CliError {
-            exit: Exit::Invalid,
-            message: d.to_string().trim_end().to_owned(),
+            source: CliSource::Invalid(d),
         }
     }
 }
 
 impl From<crate::lineage::LineageError> for CliError {
     fn from(e: crate::lineage::LineageError) -> Self {
-        CliError::failed(format!("error: {e}"))
+        CliError {
+            source: CliSource::Lineage(e),
+        }
     }
 }
 
-impl From<crate::workspace::WorkspaceError> for CliError {
-    fn from(e: crate::workspace::WorkspaceError) -> Self {
-        let hint = match e {
-            workspace::WorkspaceError::NotInitialised(_) => {
-                "\n  = help: run `pedigree run WORKFLOW` here first, or pass `--workspace DIR`"
-            }
-            _ => "",
-        };
-        CliError::invalid(format!("error: {e}{hint}"))
+impl From<WorkspaceError> for CliError {
+    fn from(e: WorkspaceError) -> Self {
+        CliError {
+            source: CliSource::Workspace(e),
+        }
     }
 }
 
 impl From<crate::engine::run::RunError> for CliError {
     fn from(e: crate::engine::run::RunError) -> Self {
-        match e {
-            crate::engine::run::RunError::Usage(m) => CliError::invalid(format!("error: {m}")),
-            crate::engine::run::RunError::Input { .. } => CliError::invalid(format!("error: {e}")),
-            other => CliError::failed(format!("error: {other}")),
+        CliError {
+            source: CliSource::Run(e),
+        }
+    }
+}
+
+impl From<crate::maintenance::MaintenanceError> for CliError {
+    fn from(e: crate::maintenance::MaintenanceError) -> Self {
+        CliError {
+            source: CliSource::Maintenance(e),
         }
     }
 }
@@ -152,6 +203,13 @@ pub enum Command {
     Tui(tui::Args),
     /// Write a synthetic e-commerce event log with known faults (`events.csv`, `items.csv`, `manifest.json`).
     SampleData(sample::Args),
+    /// Make a folder a workspace, with a starter workflow and plugin that run as they are.
+    Init(init::Args),
+    /// Print a shell completion script (`source <(pedigree completions bash)`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Run a built-in step kind (used by `pedigree run`; not for people).
     #[command(name = "__builtin", hide = true)]
     Builtin { kind: String },
@@ -166,9 +224,17 @@ pub fn main() -> ExitCode {
         return crate::steps::supervise::main_from_args(args);
     }
     let cli = Cli::parse();
-    if let Command::Builtin { kind } = &cli.command {
+    match &cli.command {
         // A built-in step in its own process: no runtime, no workspace.
-        return crate::steps::builtin::main(kind);
+        Command::Builtin { kind } => return crate::steps::builtin::main(kind),
+        Command::Completions { shell } => {
+            restore_sigpipe();
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(*shell, &mut cmd, "pedigree", &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        c if c.only_reads() => restore_sigpipe(),
+        _ => {}
     }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -196,15 +262,50 @@ pub fn main() -> ExitCode {
             Command::SampleData(a) => sample::run(a).await,
             Command::Recommend(a) => recommend::run(a, &cli.global).await,
             Command::Tui(a) => tui::run(a, &cli.global).await,
-            Command::Builtin { .. } => unreachable!("handled before the runtime starts"),
+            Command::Init(a) => init::run(a, &cli.global).await,
+            Command::Builtin { .. } | Command::Completions { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match result {
         Ok(exit) => exit.into(),
         Err(e) => {
-            eprintln!("{}", e.message);
-            e.exit.into()
+            eprintln!("{e}");
+            e.exit().into()
         }
+    }
+}
+
+impl Command {
+    /// Commands that print and change nothing: when the reader of their output goes
+    /// away (`pedigree runs | head`), they may simply end, as `cat` and `git log` do.
+    fn only_reads(&self) -> bool {
+        matches!(
+            self,
+            Command::Status(_)
+                | Command::Why(_)
+                | Command::Dag(_)
+                | Command::Runs(_)
+                | Command::Show(_)
+                | Command::Log(_)
+                | Command::Diff(_)
+                | Command::Lineage(_)
+                | Command::Recommend(_)
+        )
+    }
+}
+
+/// Rust ignores SIGPIPE, so a write to a closed pipe fails and `println!` panics.
+/// A command that only prints takes back the default action instead: it ends
+/// quietly when the reader has gone, without a panic message. Commands that write
+/// the store or the database (`run`, `gc`, ...) keep ignoring it, so a closed pipe
+/// can never stop them half-way.
+fn restore_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default before any thread that
+    // could rely on it exists; no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -222,13 +323,4 @@ pub fn print_json<T: serde::Serialize>(v: &T) {
     );
 }
 
-/// Seconds for people: `0.42s`, `12.3s`, `4m05s`.
-pub fn human_duration(secs: f64) -> String {
-    if secs < 10.0 {
-        format!("{secs:.2}s")
-    } else if secs < 60.0 {
-        format!("{secs:.1}s")
-    } else {
-        format!("{}m{:02}s", (secs / 60.0) as u64, (secs % 60.0) as u64)
-    }
-}
+pub use crate::util::fmt::human_duration;

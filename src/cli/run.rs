@@ -161,7 +161,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     }
     Ok(match result.status {
         RunStatus::Succeeded => Exit::Ok,
-        RunStatus::Failed => Exit::StepFailed,
+        RunStatus::Failed => Exit::Failure,
         RunStatus::Interrupted => Exit::Interrupted,
     })
 }

@@ -768,6 +768,15 @@ impl Db {
         .await?)
     }
 
+    /// Every workflow file a run has read (workspace-relative, as recorded).
+    pub async fn workflow_paths(&self) -> Result<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT DISTINCT workflow_path FROM runs ORDER BY workflow_path")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     pub async fn latest_run_id(&self) -> Result<Option<i64>> {
         Ok(sqlx::query_scalar("SELECT MAX(id) FROM runs")
             .fetch_one(&self.pool)

@@ -222,6 +222,82 @@ pub fn step<'a>(json: &'a Json, name: &str) -> &'a Json {
         .expect("step in result")
 }
 
+/// A command's whole result for a snapshot: exit code, stdout and stderr, as uv's
+/// `uv_snapshot!` shows them.
+pub fn transcript(o: &Output) -> String {
+    format!(
+        "exit_code: {}\n----- stdout -----\n{}----- stderr -----\n{}",
+        o.status.code().map_or("signal".into(), |c| c.to_string()),
+        stdout(o),
+        stderr(o)
+    )
+}
+
+impl Ws {
+    /// Filters for snapshots of human output: this workspace's path, hashes (64 and
+    /// 12 hex digits), timestamps, durations, host and user.
+    pub fn filters(&self) -> Vec<(String, String)> {
+        let root = self.path().to_string_lossy().into_owned();
+        let canon = std::fs::canonicalize(self.path())
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| root.clone());
+        let mut f = vec![
+            (regex_escape(&canon), "[WS]".to_owned()),
+            (regex_escape(&root), "[WS]".to_owned()),
+            (r"objects/[0-9a-f]{2}/[0-9a-f]{62}\b".to_owned(), "objects/[OBJECT]".to_owned()),
+            (r"\b[0-9a-f]{64}\b".to_owned(), "[HASH]".to_owned()),
+            (r"\b[0-9a-f]{12}\b".to_owned(), "[SHORT]".to_owned()),
+            (
+                r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?Z?)?".to_owned(),
+                "[TIME]".to_owned(),
+            ),
+            (r"\b\d+m\d{2}s\b|\b\d+(\.\d+)?s\b".to_owned(), "[DUR]".to_owned()),
+            (r"\b\d+(\.\d+)? ?ms\b".to_owned(), "[DUR]".to_owned()),
+        ];
+        if let Ok(u) = std::env::var("USER")
+            && !u.is_empty()
+        {
+            f.push((format!(r"\b{}@", regex_escape(&u)), "[USER]@".to_owned()));
+        }
+        if let Ok(h) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+            let h = h.trim();
+            if !h.is_empty() {
+                f.push((format!(r"\b{}\b", regex_escape(h)), "[HOST]".to_owned()));
+            }
+        }
+        f
+    }
+}
+
+fn regex_escape(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        if "\\.+*?()|[]{}^$#&-~".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Snapshot a command's whole transcript through the workspace's filters:
+/// `snapshot!(ws, name, &["status", "workflows/chain.yaml"])`.
+#[macro_export]
+macro_rules! snapshot {
+    ($ws:expr, $name:expr, $args:expr) => {{
+        let out = $ws.run($args);
+        let text = $crate::common::transcript(&out);
+        let filters = $ws.filters();
+        let mut settings = insta::Settings::clone_current();
+        for (re, with) in &filters {
+            settings.add_filter(re, with.as_str());
+        }
+        settings.set_prepend_module_to_snapshot(false);
+        settings.bind(|| insta::assert_snapshot!($name, text));
+        out
+    }};
+}
+
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }

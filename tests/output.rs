@@ -1,0 +1,41 @@
+//! The human output of each command, pinned whole (exit code, stdout, stderr) through
+//! filters for paths, hashes, times, durations, host and user, so a change to what
+//! people read shows up in review as a snapshot diff.
+
+mod common;
+
+use common::Ws;
+
+#[test]
+fn dag_text_dot_and_mermaid() {
+    let ws = Ws::new();
+    snapshot!(ws, "dag_text", &["dag", "workflows/chain.yaml"]);
+    snapshot!(
+        ws,
+        "dag_mermaid",
+        &["dag", "workflows/chain.yaml", "--format", "mermaid"]
+    );
+}
+
+#[test]
+fn gc_and_verify_on_a_fresh_run() {
+    let ws = Ws::new();
+    let (code, _) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    snapshot!(ws, "gc_dry_run", &["gc", "--dry-run"]);
+    snapshot!(ws, "verify_clean", &["verify"]);
+    // One byte of an output changed in the store: verify names it and what to do.
+    let obj = std::fs::read_dir(ws.path().join(".pedigree/objects"))
+        .unwrap()
+        .flatten()
+        .flat_map(|d| std::fs::read_dir(d.path()).unwrap().flatten())
+        .map(|e| e.path())
+        .min()
+        .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&obj, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&obj).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&obj, bytes).unwrap();
+    snapshot!(ws, "verify_corrupt", &["verify"]);
+}

@@ -235,7 +235,7 @@ fn a_step_that_exits_zero_without_its_output_fails_and_is_not_cached() {
 #[test]
 fn why_and_status_name_the_changed_ingredient() {
     let ws = Ws::new();
-    ws.run_json("workflows/chain.yaml", &[]);
+    let (_, ran) = ws.run_json("workflows/chain.yaml", &[]);
     let out = ws.run(&["why", "workflows/chain.yaml", "up", "--set", "up.suffix=??"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let text = stdout(&out);
@@ -264,12 +264,26 @@ fn why_and_status_name_the_changed_ingredient() {
             .contains("upstream `up` will run")
     );
 
+    // Without the override every step is fresh: one line per step, in order, each
+    // `STATE NAME KEY ...` with the key the run recorded.
     let out = ws.run(&["status", "workflows/chain.yaml"]);
-    assert!(
-        stdout(&out).lines().all(|l| l.starts_with("fresh")),
-        "{}",
-        stdout(&out)
-    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().take(3).collect())
+        .collect();
+    let expected: Vec<Vec<&str>> = ["up", "cnt", "both"]
+        .iter()
+        .map(|&name| {
+            vec![
+                "fresh",
+                name,
+                &step(&ran, name)["key"].as_str().unwrap()[..12],
+            ]
+        })
+        .collect();
+    assert_eq!(rows, expected, "{text}");
 
     // --dry-run says the same and records nothing.
     let before = ws.run(&["runs", "--json"]);

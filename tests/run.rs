@@ -361,19 +361,30 @@ fn lock_file_records_keys_and_outputs_and_is_stable() {
         .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.ends_with(':'))
         .collect();
     assert_eq!(order, ["  up:", "  cnt:", "  both:"], "{lock}");
-    let mtime = std::fs::metadata(ws.path().join("workflows/chain.lock"))
-        .unwrap()
-        .modified()
-        .unwrap();
+    // A no-op run leaves the file alone: same bytes, and not rewritten. The lock file
+    // is written by rename, so a rewrite gives a new inode whatever the mtime
+    // granularity; the mtime catches an in-place rewrite.
+    let path = ws.path().join("workflows/chain.lock");
+    let identity = |what: &str| {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&path)
+            .unwrap_or_else(|e| panic!("{what}: `{}`: {e}", path.display()));
+        (m.dev(), m.ino(), m.modified().unwrap())
+    };
+    let before = identity("after the first run");
     std::thread::sleep(Duration::from_millis(20));
-    ws.run_json("workflows/chain.yaml", &[]);
-    assert_eq!(
-        std::fs::metadata(ws.path().join("workflows/chain.lock"))
-            .unwrap()
-            .modified()
-            .unwrap(),
-        mtime
+    let (code, again) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{again}");
+    assert!(
+        statuses(&again).iter().all(|(_, s)| s == "cached"),
+        "{again}"
     );
+    assert_eq!(
+        identity("after the no-op run"),
+        before,
+        "the lock file was rewritten by a run that changed nothing"
+    );
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), lock);
 }
 
 #[test]
@@ -687,7 +698,8 @@ fn sigint_interrupts_running_steps_and_exits_130() {
 fn gc_keeps_what_runs_and_lock_files_need() {
     let ws = Ws::new();
     let (_, a) = ws.run_json("workflows/chain.yaml", &[]);
-    ws.run_json("workflows/chain.yaml", &["--set", "params.suffix=?"]);
+    let (code, second) = ws.run_json("workflows/chain.yaml", &["--set", "params.suffix=?"]);
+    assert_eq!(code, 0, "{second}");
     // With no grace period, only what the lock file names (the last complete run) is kept.
     let out = ws.run(&["gc", "--grace", "0", "--dry-run", "--json"]);
     let g: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -700,7 +712,25 @@ fn gc_keeps_what_runs_and_lock_files_need() {
     let first_up = step(&a, "up")["outputs"]["out"].as_str().unwrap();
     assert!(removed.contains(&first_up), "{g}");
     assert!(ws.object(first_up).exists(), "dry run removes nothing");
-    let lock = ws.read("workflows/chain.lock");
+    // The lock file names the second run's outputs, and gc keeps every one of them.
+    let lock_path = ws.path().join("workflows/chain.lock");
+    let lock = std::fs::read_to_string(&lock_path)
+        .unwrap_or_else(|e| panic!("`{}`: {e}", lock_path.display()));
+    let pinned: Vec<&str> = second["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .flat_map(|s| s["outputs"].as_object().expect("outputs").values())
+        .map(|h| h.as_str().expect("output hash"))
+        .collect();
+    assert_eq!(pinned.len(), 3, "{second}");
+    for h in &pinned {
+        assert!(lock.contains(h), "the lock file names {h}: {lock}");
+        assert!(
+            !removed.contains(h),
+            "gc removes {h}, which the lock file pins: {g}"
+        );
+    }
     assert!(
         removed.iter().all(|h| !lock.contains(h)),
         "lock-file objects are kept"

@@ -599,12 +599,29 @@ fn two_concurrent_runs_compute_each_step_once() {
     assert_eq!(ws.run(&["verify"]).status.code(), Some(0));
 }
 
+/// Live processes whose command line contains `needle` (as `pgrep -f` would find
+/// them), read from `/proc` so the check needs nothing installed; zombies count as gone.
+fn processes_running(needle: &str) -> Vec<u32> {
+    std::fs::read_dir("/proc")
+        .expect("/proc is readable")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .map_or(true, |s| s.contains(") Z "));
+            cmdline.contains(needle) && !zombie
+        })
+        .collect()
+}
+
 #[test]
 fn sigkill_mid_step_leaves_a_consistent_store_and_the_rerun_finishes() {
     let ws = Ws::new();
     ws.write(
         "workflows/k.yaml",
-        "name: k\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: count\n    inputs: { src: inputs.text }\n  b:\n    plugin: upper\n    inputs: { src: a.n }\n    with: { sleep: 5 }\n",
+        "name: k\ninputs: { text: data/text.txt }\nsteps:\n  a:\n    plugin: count\n    inputs: { src: inputs.text }\n  b:\n    plugin: upper\n    inputs: { src: a.n }\n    with: { sleep: 60 }\n",
     );
     let mut child = ws
         .cmd(&["run", "workflows/k.yaml"])
@@ -621,19 +638,26 @@ fn sigkill_mid_step_leaves_a_consistent_store_and_the_rerun_finishes() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // The plugin process (sleeping in `b`) is found before the kill, so not finding
+    // it afterwards means it is gone, not that the search is blind.
+    let plugin = format!("{}/plugins/upper", ws.path().display());
+    let found = processes_running(&plugin);
+    assert!(
+        !found.is_empty(),
+        "step b's process `{plugin}` is not found in /proc"
+    );
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    // The plugin process (sleeping in `b`) does not outlive the orchestrator.
+    // It does not outlive the orchestrator. Generous: it would sleep for a minute.
     let start = Instant::now();
-    while std::process::Command::new("pgrep")
-        .args(["-f", &format!("{}/plugins/upper", ws.path().display())])
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-    {
+    loop {
+        let left = processes_running(&plugin);
+        if left.is_empty() {
+            break;
+        }
         assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "the step's process survived the orchestrator"
+            start.elapsed() < Duration::from_secs(30),
+            "the step's processes {left:?} survived the orchestrator"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -647,7 +671,7 @@ fn sigkill_mid_step_leaves_a_consistent_store_and_the_rerun_finishes() {
     ws.write(
         "workflows/k.yaml",
         &ws.read("workflows/k.yaml")
-            .replace("sleep: 5", "sleep: 0.1"),
+            .replace("sleep: 60", "sleep: 0.1"),
     );
     ws.clear_marks();
     let (code, j) = ws.run_json("workflows/k.yaml", &[]);

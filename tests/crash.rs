@@ -212,8 +212,9 @@ fn assert_no_process_left_in(ws: &Ws, what: &str) {
         if left.is_empty() {
             return;
         }
+        // Generous: only a process that stays catches this, not a slow teardown.
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "{what}: processes {left:?} outlived the orchestrator"
         );
         std::thread::sleep(Duration::from_millis(20));

@@ -111,7 +111,25 @@ impl Flavour {
             let (code, j) = ws.run_json(self.workflow(), &[]);
             let took = t.elapsed();
             assert_eq!(code, 0, "the reference run failed: {j}");
-            (outputs_of(&j), took)
+            let outputs = outputs_of(&j);
+            // Every step of the workflow, each with at least one output: an empty or
+            // partial reference would make every comparison against it vacuous.
+            let expected: &[&str] = match self {
+                Flavour::Plugins => &["a", "b", "c", "d"],
+                Flavour::Builtins => &["clean", "dedupe", "impute"],
+            };
+            assert_eq!(
+                outputs.keys().map(String::as_str).collect::<Vec<_>>(),
+                expected,
+                "the reference run's steps: {j}"
+            );
+            assert!(
+                outputs
+                    .values()
+                    .all(|o| o.as_object().is_some_and(|o| !o.is_empty())),
+                "a reference step without outputs: {j}"
+            );
+            (outputs, took)
         })
     }
 
@@ -136,19 +154,40 @@ fn data_log() -> &'static tempfile::TempDir {
     })
 }
 
-/// step → its outputs (slot → hash), from `run --json`.
+/// step → its outputs (slot → hash), from `run --json`; fails on any other shape.
 fn outputs_of(j: &Json) -> BTreeMap<String, Json> {
     j["steps"]
         .as_array()
-        .into_iter()
-        .flatten()
+        .unwrap_or_else(|| panic!("`run --json` has no `steps` array: {j}"))
+        .iter()
         .map(|s| {
-            (
-                s["name"].as_str().unwrap_or_default().to_owned(),
-                s["outputs"].clone(),
-            )
+            let name = s["name"]
+                .as_str()
+                .unwrap_or_else(|| panic!("a step without a name in `run --json`: {s}"));
+            (name.to_owned(), s["outputs"].clone())
         })
         .collect()
+}
+
+/// `pedigree ARGS` must succeed and print JSON; fails with its output otherwise.
+fn json_of(ws: &Ws, args: &[&str]) -> Json {
+    let out = ws.run(args);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "`pedigree {}` failed:\n{}{}",
+        args.join(" "),
+        stdout(&out),
+        stderr(&out)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "`pedigree {}` printed no JSON ({e}):\n{}{}",
+            args.join(" "),
+            stdout(&out),
+            stderr(&out)
+        )
+    })
 }
 
 /// Wait until no process has its working folder inside the workspace: a step
@@ -173,8 +212,9 @@ fn assert_no_process_left_in(ws: &Ws, what: &str) {
         if left.is_empty() {
             return;
         }
+        // Generous: only a process that stays catches this, not a slow teardown.
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "{what}: processes {left:?} outlived the orchestrator"
         );
         std::thread::sleep(Duration::from_millis(20));
@@ -183,19 +223,23 @@ fn assert_no_process_left_in(ws: &Ws, what: &str) {
 
 /// What the lineage database says about the latest run, step by step.
 fn steps_of_run(ws: &Ws, run: &str) -> BTreeMap<String, (String, usize)> {
-    let out = ws.run(&["show", run, "--json"]);
-    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    let j = json_of(ws, &["show", run, "--json"]);
     let mut m = BTreeMap::new();
-    for s in j["steps"].as_array().into_iter().flatten() {
-        let name = s["step_run"]["step"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let status = s["step_run"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let outputs = s["outputs"].as_object().map(|o| o.len()).unwrap_or(0);
+    let steps = j["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("`show {run} --json` has no `steps` array: {j}"));
+    for s in steps {
+        let field = |v: &Json, what: &str| -> String {
+            v.as_str()
+                .unwrap_or_else(|| panic!("`show {run} --json`: no {what} in {s}"))
+                .to_owned()
+        };
+        let name = field(&s["step_run"]["step"], "step name");
+        let status = field(&s["step_run"]["status"], "step status");
+        let outputs = s["outputs"]
+            .as_object()
+            .unwrap_or_else(|| panic!("`show {run} --json`: no outputs object in {s}"))
+            .len();
         m.insert(name, (status, outputs));
     }
     m
@@ -222,12 +266,17 @@ fn check_after_kill(ws: &Ws, flavour: Flavour, what: &str) {
         stderr(&verify)
     );
 
-    let runs: serde_json::Value =
-        serde_json::from_slice(&ws.run(&["runs", "--json"]).stdout).unwrap_or_default();
+    // A kill can land after the database exists but before the run is recorded, so
+    // the list may be empty; but it must be a list.
+    let runs = json_of(ws, &["runs", "--json"]);
     let killed = runs
         .as_array()
-        .and_then(|r| r.first())
-        .map(|r| r["id"].to_string());
+        .unwrap_or_else(|| panic!("{what}: `runs --json` is not a list: {runs}"))
+        .first()
+        .map(|r| {
+            assert!(r["id"].is_u64(), "{what}: a run without an id: {r}");
+            r["id"].to_string()
+        });
     let committed: Vec<String> = match &killed {
         Some(id) => steps_of_run(ws, id)
             .into_iter()
@@ -273,10 +322,12 @@ fn check_after_kill(ws: &Ws, flavour: Flavour, what: &str) {
         stdout(&verify)
     );
     if let Some(id) = killed {
-        let after: serde_json::Value =
-            serde_json::from_slice(&ws.run(&["show", &id, "--json"]).stdout).unwrap();
+        let after = json_of(ws, &["show", &id, "--json"]);
+        let status = after["run"]["status"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{what}: `show {id} --json` has no run status: {after}"));
         assert_ne!(
-            after["run"]["status"], "running",
+            status, "running",
             "{what}: the killed run is still `running`"
         );
     }

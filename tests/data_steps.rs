@@ -134,8 +134,16 @@ fn the_counts_the_steps_record_on_the_sample_equal_the_manifest() {
 
     // A second run is cached: no step reruns.
     let (code, again) = ws.run_json("workflows/ecommerce-data.yaml", &[]);
-    assert_eq!(code, 0);
-    assert_eq!(common::status_of(&again, "impute"), "cached");
+    assert_eq!(code, 0, "{again}");
+    assert_eq!(
+        common::statuses(&again),
+        [
+            ("clean".to_owned(), "cached".to_owned()),
+            ("dedupe".to_owned(), "cached".to_owned()),
+            ("impute".to_owned(), "cached".to_owned()),
+        ],
+        "{again}"
+    );
 }
 
 #[test]

@@ -49,7 +49,7 @@ inputs:
   events: data/events.csv
   items: data/items.csv
 params:
-  gate: ">= 0"
+  gate: "beats popularity"
   seed: 1
 steps:
   graph:
@@ -129,6 +129,35 @@ fn graph_train_evaluate_publish_end_to_end() {
     }
     let release = json_file(&ws, "registry/tiny/1/release.json");
     assert_eq!(release["model_hash"], model_hash.as_str());
+    // The model learned the taste groups: on the test split its NDCG@10 is a real
+    // number above popularity's, as the gate (`beats popularity`, like the flagship's)
+    // demands and the release records.
+    let report = json_file(&ws, "registry/tiny/1/report.json");
+    let ndcg_of = |name: &str| -> f64 {
+        report["results"]
+            .as_array()
+            .expect("results in report.json")
+            .iter()
+            .find(|r| r["name"] == name)
+            .and_then(|r| r["metrics"]["ndcg@10"].as_f64())
+            .unwrap_or_else(|| panic!("no ndcg@10 for `{name}` in {report}"))
+    };
+    let (model, popularity) = (ndcg_of("gnn-r"), ndcg_of("popularity"));
+    assert!(model.is_finite() && model > 0.0, "{report}");
+    assert!(popularity.is_finite(), "{report}");
+    assert!(
+        model > popularity,
+        "GNN-R {model} does not beat popularity {popularity}"
+    );
+    assert_eq!(release["metrics"]["ndcg@10"].as_f64(), Some(model));
+    let gates = release["gates"].as_array().expect("gates in release.json");
+    assert!(
+        gates.len() == 1
+            && gates[0]
+                .as_str()
+                .is_some_and(|g| g.contains("beats popularity")),
+        "{release}"
+    );
     assert_eq!(release["version"], 1);
     let lineage = json_file(&ws, "registry/tiny/1/lineage.json");
     let sources: Vec<&str> = lineage["sources"]

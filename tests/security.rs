@@ -163,10 +163,11 @@ fn wait_for<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) ->
     }
 }
 
-/// Wait up to five seconds for `pid` to be gone (or a zombie nobody reaped yet).
+/// Wait for `pid` to be gone (or a zombie nobody reaped yet). Generous (30 s): the
+/// processes tested would sleep for 300 s, so only one that stays fails this.
 fn assert_dies(pid: i32, what: &str) {
     wait_for(
-        Duration::from_secs(5),
+        Duration::from_secs(30),
         &format!("{what} (pid {pid}) survived"),
         || {
             // SAFETY: probing a pid with signal 0.
@@ -219,14 +220,9 @@ fn a_sigkilled_orchestrator_leaves_no_step_process_behind() {
     let daemon = read_pid(&ws, "marks/daemon.pid");
     run.kill().unwrap();
     run.wait().unwrap();
-    let killed = Instant::now();
+    // Both would sleep for 300 s: gone within `assert_dies`'s bound means killed.
     assert_dies(main, "the step's main process");
     assert_dies(daemon, "the step's setsid daemon");
-    assert!(
-        killed.elapsed() < Duration::from_secs(2),
-        "cleanup took {:?}",
-        killed.elapsed()
-    );
     // Nothing to unlock by hand: the next run computes the step.
     let (code, j) = ws.run_json(&ws.one_step("daemon", ""), &[]);
     assert_eq!(code, 0, "{j}");
@@ -266,10 +262,19 @@ fn jobs_run_independent_steps_at_the_same_time() {
     assert_eq!(code, 0, "{j}");
 }
 
+/// The sandbox tests need a kernel with Landlock (Linux 5.13+ with `landlock` among the
+/// enabled LSMs); in CI its absence fails them (see `common::prerequisite`).
+fn landlock() -> bool {
+    prerequisite(
+        pedigree::steps::sandbox::abi().is_some(),
+        "Landlock",
+        "this kernel does not offer it (Linux 5.13+ with `landlock` in the `lsm=` list), so the sandbox cannot be tested",
+    )
+}
+
 #[test]
 fn a_plugin_cannot_write_outside_its_scratch_folder() {
-    if pedigree::steps::sandbox::abi().is_none() {
-        eprintln!("skipped: this kernel has no Landlock");
+    if !landlock() {
         return;
     }
     let ws = Ws::new();
@@ -306,8 +311,7 @@ fn a_plugin_cannot_write_outside_its_scratch_folder() {
 
 #[test]
 fn a_plugin_cannot_read_outside_the_workspace_or_the_lineage_database() {
-    if pedigree::steps::sandbox::abi().is_none() {
-        eprintln!("skipped: this kernel has no Landlock");
+    if !landlock() {
         return;
     }
     let ws = Ws::new();

@@ -305,3 +305,25 @@ pub fn stderr(o: &Output) -> String {
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
+
+/// Whether this is a CI run: `CI` is set to anything but empty, `false` or `0` (CI
+/// services set `CI=true`; `.ci/run` is run that way).
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !matches!(v.trim(), "" | "false" | "0"))
+}
+
+/// Gate for a test that needs something from the machine (`what`, e.g. "Landlock").
+/// True when it is there. When it is not, in CI this fails the test with `why` (a missing
+/// prerequisite there is a broken machine, not a reason to pass); elsewhere it prints
+/// why the test is skipped and returns false, so the caller returns early.
+pub fn prerequisite(available: bool, what: &str, why: &str) -> bool {
+    if available {
+        return true;
+    }
+    assert!(
+        !in_ci(),
+        "{what} is required in CI but missing on this machine: {why}"
+    );
+    eprintln!("SKIPPED (not in CI): {what} is missing: {why}");
+    false
+}

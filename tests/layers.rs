@@ -278,3 +278,57 @@ fn the_scanner_sees_every_form_of_crate_path() {
     assert_eq!(node_of(Path::new("engine/run.rs")), Some("engine".into()));
     assert_eq!(node_of(Path::new("main.rs")), None);
 }
+
+/// The code map in ARCHITECTURE.md names every source file (a `mod.rs` by its folder),
+/// as rust-analyzer's tidy pairs docs with code: a new file without a line in the map
+/// fails the build, and so does a line for a file that is gone.
+#[test]
+fn the_code_map_names_every_source_file() {
+    let doc =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("ARCHITECTURE.md"))
+            .unwrap();
+    let map = doc
+        .split("\n## Code map")
+        .nth(1)
+        .and_then(|rest| rest.split("\n## ").next())
+        .expect("ARCHITECTURE.md has a `## Code map` section");
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut missing = Vec::new();
+    for path in &files {
+        let rel = path
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let named = if let Some(dir) = rel.strip_suffix("/mod.rs") {
+            map.contains(&format!("`src/{dir}/`")) || map.contains(&format!("`{dir}/`"))
+        } else {
+            let stem = rel.trim_end_matches(".rs");
+            map.contains(&format!("`src/{rel}`"))
+                || map.contains(&format!("`{rel}`"))
+                || map.contains(&format!("`{stem}`"))
+        };
+        if !named {
+            missing.push(format!("src/{rel}"));
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "the code map in ARCHITECTURE.md does not name: {}",
+        missing.join(", ")
+    );
+    // And every `src/…` path the map names exists.
+    let mut stale = Vec::new();
+    for piece in map.split('`').skip(1).step_by(2) {
+        if let Some(rel) = piece.strip_prefix("src/")
+            && !src().join(rel).exists()
+        {
+            stale.push(piece.to_owned());
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "the code map names files that are gone: {stale:?}"
+    );
+}

@@ -39,3 +39,40 @@ fn gc_and_verify_on_a_fresh_run() {
     std::fs::write(&obj, bytes).unwrap();
     snapshot!(ws, "verify_corrupt", &["verify"]);
 }
+
+#[test]
+fn run_status_why_show_and_lineage() {
+    let ws = Ws::new();
+    snapshot!(
+        ws,
+        "status_before_any_run",
+        &["status", "workflows/chain.yaml"]
+    );
+    snapshot!(ws, "run_cold", &["run", "workflows/chain.yaml"]);
+    snapshot!(ws, "run_cached", &["run", "workflows/chain.yaml"]);
+    snapshot!(ws, "status_fresh", &["status", "workflows/chain.yaml"]);
+    ws.write("workflows/data/text.txt", "hello\nthere\n");
+    snapshot!(
+        ws,
+        "status_input_changed",
+        &["status", "workflows/chain.yaml"]
+    );
+    snapshot!(
+        ws,
+        "why_input_changed",
+        &["why", "workflows/chain.yaml", "up"]
+    );
+    snapshot!(
+        ws,
+        "run_after_input_change",
+        &["run", "workflows/chain.yaml", "--set", "params.suffix=?"]
+    );
+    snapshot!(ws, "show_latest", &["show", "latest"]);
+    snapshot!(ws, "runs", &["runs"]);
+    snapshot!(ws, "lineage_up", &["lineage", "2/both.out", "--up"]);
+    snapshot!(
+        ws,
+        "lineage_down",
+        &["lineage", "workflows/data/text.txt", "--down"]
+    );
+}

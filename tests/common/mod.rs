@@ -244,14 +244,20 @@ impl Ws {
         let mut f = vec![
             (regex_escape(&canon), "[WS]".to_owned()),
             (regex_escape(&root), "[WS]".to_owned()),
-            (r"objects/[0-9a-f]{2}/[0-9a-f]{62}\b".to_owned(), "objects/[OBJECT]".to_owned()),
+            (
+                r"objects/[0-9a-f]{2}/[0-9a-f]{62}\b".to_owned(),
+                "objects/[OBJECT]".to_owned(),
+            ),
             (r"\b[0-9a-f]{64}\b".to_owned(), "[HASH]".to_owned()),
             (r"\b[0-9a-f]{12}\b".to_owned(), "[SHORT]".to_owned()),
             (
                 r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d+)?Z?)?".to_owned(),
                 "[TIME]".to_owned(),
             ),
-            (r"\b\d+m\d{2}s\b|\b\d+(\.\d+)?s\b".to_owned(), "[DUR]".to_owned()),
+            (
+                r"\b\d+m\d{2}s\b|\b\d+(\.\d+)?s\b".to_owned(),
+                "[DUR]".to_owned(),
+            ),
             (r"\b\d+(\.\d+)? ?ms\b".to_owned(), "[DUR]".to_owned()),
         ];
         if let Ok(u) = std::env::var("USER")

@@ -94,10 +94,10 @@ impl From<crate::workspace::WorkspaceError> for CliError {
 
 impl From<crate::engine::run::RunError> for CliError {
     fn from(e: crate::engine::run::RunError) -> Self {
-        match e {
-            crate::engine::run::RunError::Usage(m) => CliError::invalid(format!("error: {m}")),
-            crate::engine::run::RunError::Input { .. } => CliError::invalid(format!("error: {e}")),
-            other => CliError::failed(format!("error: {other}")),
+        if e.is_usage() {
+            CliError::invalid(format!("error: {e}"))
+        } else {
+            CliError::failed(format!("error: {e}"))
         }
     }
 }

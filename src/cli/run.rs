@@ -82,6 +82,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         force_all: args.force_all,
         keep_going: args.keep_going,
         args_json: serde_json::to_string(&std::env::args().collect::<Vec<_>>()).unwrap_or_default(),
+        ..Default::default()
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);

@@ -787,3 +787,68 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
     );
     assert!(!stderr(&plain).contains("1/3"), "{}", stderr(&plain));
 }
+
+/// `split`: writes a folder output with `report.md` (the input upper-cased) and `other.txt`.
+const SPLIT_YAML: &str = "command: [sh, \"${plugin}/run.sh\"]\ninputs: { src: {} }\noutputs: { parts: { dir: true } }\nenv: [TEST_MARK_DIR]\nsandbox: false\n";
+const SPLIT_SH: &str = r#"set -eu
+if [ -n "${TEST_MARK_DIR:-}" ]; then echo "$PEDIGREE_STEP" >> "$TEST_MARK_DIR/runs.log"; fi
+mkdir -p "$PEDIGREE_OUTPUT_PARTS"
+tr a-z A-Z < "$PEDIGREE_INPUT_SRC" > "$PEDIGREE_OUTPUT_PARTS/report.md"
+echo other > "$PEDIGREE_OUTPUT_PARTS/other.txt"
+"#;
+
+#[test]
+fn status_and_run_agree_on_a_damaged_member_of_a_folder_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new();
+    ws.plugin("split", SPLIT_YAML, SPLIT_SH);
+    ws.write(
+        "workflows/split.yaml",
+        "name: split\ninputs: { text: data/text.txt }\nsteps:\n  split:\n    plugin: split\n    inputs: { src: inputs.text }\n",
+    );
+    let (code, j) = ws.run_json("workflows/split.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let tree_hash = step(&j, "split")["outputs"]["parts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tree: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.object(&tree_hash)).unwrap()).unwrap();
+    let member = tree["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "report.md")
+        .expect("report.md in the tree");
+    let p = ws.object(member["hash"].as_str().unwrap());
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[0] ^= 0x20; // same size, one bit flipped
+    std::fs::write(&p, bytes).unwrap();
+
+    let out = ws.run(&["status", "workflows/split.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = &s["steps"][0];
+    assert_eq!(state["state"], "stale", "status sees the damage: {s}");
+    let reason = state["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("damaged") && reason.contains("report.md"),
+        "{reason}"
+    );
+    assert!(p.exists(), "status changes nothing in the store");
+    let dry = ws.run(&["run", "workflows/split.yaml", "--dry-run"]);
+    assert!(
+        stdout(&dry).contains("1 of 1 steps would run"),
+        "{}",
+        stdout(&dry)
+    );
+
+    ws.clear_marks();
+    let (code, j2) = ws.run_json("workflows/split.yaml", &[]);
+    assert_eq!(code, 0, "{j2}");
+    assert_eq!(status_of(&j2, "split"), "succeeded", "run recomputes it");
+    assert_eq!(ws.marks(), ["split"]);
+    let out = ws.run(&["status", "workflows/split.yaml"]);
+    assert!(stdout(&out).starts_with("fresh"), "{}", stdout(&out));
+}

@@ -852,3 +852,83 @@ fn status_and_run_agree_on_a_damaged_member_of_a_folder_output() {
     let out = ws.run(&["status", "workflows/split.yaml"]);
     assert!(stdout(&out).starts_with("fresh"), "{}", stdout(&out));
 }
+
+/// Make a named pipe at `rel` in the workspace.
+fn mkfifo(ws: &Ws, rel: &str) {
+    let p = ws.path().join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Wait for `child` at most `limit`; kill it and fail if it is still running.
+fn wait_at_most(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_input_is_refused_at_once_naming_the_input() {
+    let ws = Ws::new();
+    mkfifo(&ws, "workflows/data/events.pipe");
+    ws.write(
+        "workflows/f.yaml",
+        "name: f\ninputs: { events: data/events.pipe }\nsteps:\n  up:\n    plugin: upper\n    inputs: { src: inputs.events }\n",
+    );
+    for args in [["run", "workflows/f.yaml"], ["status", "workflows/f.yaml"]] {
+        let child = ws
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = wait_at_most(child, Duration::from_secs(15), args[0]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("input `events`") && err.contains("events.pipe"),
+            "names the input and its file: {err}"
+        );
+        assert!(err.contains("named pipe (FIFO)"), "{err}");
+        assert!(err.contains("= help:"), "says what to do: {err}");
+    }
+}
+
+#[test]
+fn sigterm_ends_a_run_waiting_for_the_workspace_lock() {
+    let ws = Ws::new();
+    let (code, _) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    // Hold the lock as `pedigree gc` does, so the run waits for it.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(ws.path().join(".pedigree/locks/workspace.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let child = ws
+        .cmd(&["run", "workflows/chain.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending SIGTERM to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = wait_at_most(child, Duration::from_secs(8), "run after SIGTERM");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    drop(lock);
+}

@@ -31,6 +31,7 @@ pub async fn hash_inputs<'a>(
 ) -> Result<BTreeMap<String, RawInput>, RunError> {
     let mut raw = BTreeMap::new();
     for (name, path) in inputs {
+        check_kind(name, path)?;
         let h = stat
             .hash_path(path)
             .await

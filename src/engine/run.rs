@@ -16,6 +16,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,11 +161,9 @@ pub async fn run(
 
     let db = &ws.db;
     // Held shared for the whole run: `pedigree gc` takes it exclusively.
-    let _workspace_lock =
-        crate::workspace::lock_workspace(ws, false).map_err(|source| RunError::Lock {
-            path: ws.store.locks_dir().join("workspace.lock"),
-            source,
-        })?;
+    let Some(_workspace_lock) = lock_workspace_shared(ws, &cancel).await? else {
+        return Err(RunError::Interrupted);
+    };
     let host = hostname();
     db.recover_dead_runs(&host).await?;
     let git = tokio::spawn(git_state(ws.root.clone()));
@@ -185,7 +184,10 @@ pub async fn run(
         &mut stat,
         used_inputs.iter().map(|n| (n, &resolved.inputs[n])),
     );
-    let raw = hashed.await?;
+    // Hashing reads the inputs off the runtime thread; a signal still ends the wait.
+    let raw = until_cancelled(&cancel, hashed)
+        .await
+        .ok_or(RunError::Interrupted)??;
     stat.flush(db).await?;
 
     let run_id = db
@@ -495,6 +497,58 @@ async fn flush(board: &mut Board<'_>, db: &Db, run_id: i64) -> Result<(), RunErr
         }
     }
     Ok(())
+}
+
+/// `f`'s output, or `None` once `cancel` is set (and `f` is dropped).
+async fn until_cancelled<F: Future>(cancel: &watch::Receiver<bool>, f: F) -> Option<F::Output> {
+    let mut cancel = cancel.clone();
+    let cancelled = async move {
+        while !*cancel.borrow_and_update() {
+            if cancel.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    tokio::select! {
+        out = f => Some(out),
+        () = cancelled => None,
+    }
+}
+
+/// Take the workspace lock shared (`pedigree gc` takes it exclusively), waiting
+/// while gc holds it; `None` if `cancel` is set meanwhile. The same lock file as
+/// [`crate::workspace::lock_workspace`], polled so that a signal ends the wait.
+async fn lock_workspace_shared(
+    ws: &Workspace,
+    cancel: &watch::Receiver<bool>,
+) -> Result<Option<std::fs::File>, RunError> {
+    let path = ws.store.locks_dir().join("workspace.lock");
+    let lock_error = |source| RunError::Lock {
+        path: path.clone(),
+        source,
+    };
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(lock_error)?;
+    let mut announced = false;
+    loop {
+        match f.try_lock_shared() {
+            Ok(()) => return Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => {}
+            Err(std::fs::TryLockError::Error(e)) => return Err(lock_error(e)),
+        }
+        if *cancel.borrow() {
+            return Ok(None);
+        }
+        if !announced {
+            announced = true;
+            eprintln!("waiting for `pedigree gc` to finish");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Why a step must run: the ingredient-by-ingredient diff against its last run.

@@ -862,3 +862,148 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
     );
     assert!(!stderr(&plain).contains("1/3"), "{}", stderr(&plain));
 }
+
+/// `split`: writes a folder output with `report.md` (the input upper-cased) and `other.txt`.
+const SPLIT_YAML: &str = "command: [sh, \"${plugin}/run.sh\"]\ninputs: { src: {} }\noutputs: { parts: { dir: true } }\nenv: [TEST_MARK_DIR]\nsandbox: false\n";
+const SPLIT_SH: &str = r#"set -eu
+if [ -n "${TEST_MARK_DIR:-}" ]; then echo "$PEDIGREE_STEP" >> "$TEST_MARK_DIR/runs.log"; fi
+mkdir -p "$PEDIGREE_OUTPUT_PARTS"
+tr a-z A-Z < "$PEDIGREE_INPUT_SRC" > "$PEDIGREE_OUTPUT_PARTS/report.md"
+echo other > "$PEDIGREE_OUTPUT_PARTS/other.txt"
+"#;
+
+#[test]
+fn status_and_run_agree_on_a_damaged_member_of_a_folder_output() {
+    use std::os::unix::fs::PermissionsExt;
+    let ws = Ws::new();
+    ws.plugin("split", SPLIT_YAML, SPLIT_SH);
+    ws.write(
+        "workflows/split.yaml",
+        "name: split\ninputs: { text: data/text.txt }\nsteps:\n  split:\n    plugin: split\n    inputs: { src: inputs.text }\n",
+    );
+    let (code, j) = ws.run_json("workflows/split.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let tree_hash = step(&j, "split")["outputs"]["parts"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let tree: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.object(&tree_hash)).unwrap()).unwrap();
+    let member = tree["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["path"] == "report.md")
+        .expect("report.md in the tree");
+    let p = ws.object(member["hash"].as_str().unwrap());
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    bytes[0] ^= 0x20; // same size, one bit flipped
+    std::fs::write(&p, bytes).unwrap();
+
+    let out = ws.run(&["status", "workflows/split.yaml", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let state = &s["steps"][0];
+    assert_eq!(state["state"], "stale", "status sees the damage: {s}");
+    let reason = state["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("damaged") && reason.contains("report.md"),
+        "{reason}"
+    );
+    assert!(p.exists(), "status changes nothing in the store");
+    let dry = ws.run(&["run", "workflows/split.yaml", "--dry-run"]);
+    assert!(
+        stdout(&dry).contains("1 of 1 steps would run"),
+        "{}",
+        stdout(&dry)
+    );
+
+    ws.clear_marks();
+    let (code, j2) = ws.run_json("workflows/split.yaml", &[]);
+    assert_eq!(code, 0, "{j2}");
+    assert_eq!(status_of(&j2, "split"), "succeeded", "run recomputes it");
+    assert_eq!(ws.marks(), ["split"]);
+    let out = ws.run(&["status", "workflows/split.yaml"]);
+    assert!(stdout(&out).starts_with("fresh"), "{}", stdout(&out));
+}
+
+/// Make a named pipe at `rel` in the workspace.
+fn mkfifo(ws: &Ws, rel: &str) {
+    let p = ws.path().join(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path in our temp dir.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+}
+
+/// Wait for `child` at most `limit`; kill it and fail if it is still running.
+fn wait_at_most(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &str,
+) -> std::process::Output {
+    let start = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}: still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_input_is_refused_at_once_naming_the_input() {
+    let ws = Ws::new();
+    mkfifo(&ws, "workflows/data/events.pipe");
+    ws.write(
+        "workflows/f.yaml",
+        "name: f\ninputs: { events: data/events.pipe }\nsteps:\n  up:\n    plugin: upper\n    inputs: { src: inputs.events }\n",
+    );
+    for args in [["run", "workflows/f.yaml"], ["status", "workflows/f.yaml"]] {
+        let child = ws
+            .cmd(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let o = wait_at_most(child, Duration::from_secs(15), args[0]);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("input `events`") && err.contains("events.pipe"),
+            "names the input and its file: {err}"
+        );
+        assert!(err.contains("named pipe (FIFO)"), "{err}");
+        assert!(err.contains("= help:"), "says what to do: {err}");
+    }
+}
+
+#[test]
+fn sigterm_ends_a_run_waiting_for_the_workspace_lock() {
+    let ws = Ws::new();
+    let (code, _) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    // Hold the lock as `pedigree gc` does, so the run waits for it.
+    let lock = std::fs::File::options()
+        .write(true)
+        .open(ws.path().join(".pedigree/locks/workspace.lock"))
+        .unwrap();
+    lock.lock().unwrap();
+    let child = ws
+        .cmd(&["run", "workflows/chain.yaml"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: sending SIGTERM to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let o = wait_at_most(child, Duration::from_secs(8), "run after SIGTERM");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    drop(lock);
+}

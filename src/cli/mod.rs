@@ -79,10 +79,9 @@ impl CliError {
     }
 
     pub fn exit(&self) -> Exit {
-        use crate::engine::run::RunError;
         match &self.source {
             CliSource::Invalid(_) | CliSource::Usage(_) | CliSource::Workspace(_) => Exit::Invalid,
-            CliSource::Run(RunError::Usage(_) | RunError::Input { .. }) => Exit::Invalid,
+            CliSource::Run(e) if e.is_usage() => Exit::Invalid,
             CliSource::Run(_)
             | CliSource::Lineage(_)
             | CliSource::Maintenance(_)
@@ -93,7 +92,6 @@ impl CliError {
 
 impl std::fmt::Display for CliError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        use crate::engine::run::RunError;
         match &self.source {
             CliSource::Invalid(d) => write!(f, "{}", d.to_string().trim_end()),
             CliSource::Usage(m) | CliSource::Failed(m) => f.write_str(m),
@@ -103,7 +101,6 @@ impl std::fmt::Display for CliError {
             ),
             CliSource::Workspace(e) => write!(f, "error: {e}"),
             CliSource::Lineage(e) => write!(f, "error: {e}"),
-            CliSource::Run(RunError::Usage(m)) => write!(f, "error: {m}"),
             CliSource::Run(e) => write!(f, "error: {e}"),
             CliSource::Maintenance(crate::maintenance::MaintenanceError::Lineage(e)) => {
                 write!(f, "error: {e}")

@@ -3,13 +3,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use indexmap::IndexMap;
 use tokio::sync::{mpsc, watch};
 
 use super::{CliError, Exit, Global, print_json};
 use crate::engine::events::{RunStatus, StepStatus};
-use crate::engine::run::{self as engine_run, RunOptions};
+use crate::engine::run::{self as engine_run, RunError, RunOptions};
 use crate::engine::{key::short, lockfile, resolve, status};
 use crate::spec::{self, Override};
 use crate::workspace::{self, Workspace};
@@ -82,32 +83,22 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         force_all: args.force_all,
         keep_going: args.keep_going,
         args_json: serde_json::to_string(&std::env::args().collect::<Vec<_>>()).unwrap_or_default(),
+        ..Default::default()
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
+    watch_signals(cancel_tx).map_err(|e| {
+        CliError::failed(format!("error: cannot watch for Ctrl-C and SIGTERM: {e}"))
+    })?;
     let quiet = args.json;
     let progress = super::progress::Progress::new(std::io::stderr().is_terminal(), quiet);
     let printer = tokio::spawn(progress.drive(rx));
-    let signals = tokio::spawn(async move {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        let term_fut = async {
-            match term.as_mut() {
-                Some(t) => {
-                    t.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term_fut => {}
-        }
-        let _ = cancel_tx.send(true);
-    });
     let result = engine_run::run(&ws, resolved.clone(), &opts, tx, cancel_rx).await;
-    signals.abort();
     let _ = printer.await;
+    if let Err(RunError::Interrupted) = result {
+        eprintln!("error: interrupted before the run started");
+        return Ok(Exit::Interrupted);
+    }
     let result = result?;
 
     // A complete run updates the workflow's lock file.
@@ -164,6 +155,66 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         RunStatus::Failed => Exit::Failure,
         RunStatus::Interrupted => Exit::Interrupted,
     })
+}
+
+/// After Ctrl-C or SIGTERM, how long a run has to stop its steps (each gets
+/// SIGTERM, then SIGKILL after [`KILL_GRACE`](crate::steps::exec::KILL_GRACE)) and
+/// record them, before pedigree exits anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Watch for Ctrl-C and SIGTERM on a thread of its own (with its own runtime), so
+/// a signal is seen whatever the run's thread is blocked on: the first one sets
+/// `cancel`, and pedigree exits with 130 if the run has not ended
+/// [`SHUTDOWN_GRACE`] later, or at once on a second signal. Returns once the
+/// handlers are installed.
+fn watch_signals(cancel: watch::Sender<bool>) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<std::io::Result<()>>();
+    std::thread::Builder::new()
+        .name("pedigree-signals".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                let (mut int, mut term) = match (
+                    signal(SignalKind::interrupt()),
+                    signal(SignalKind::terminate()),
+                ) {
+                    (Ok(i), Ok(t)) => (i, t),
+                    (Err(e), _) | (_, Err(e)) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = ready_tx.send(Ok(()));
+                tokio::select! {
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                let _ = cancel.send(true);
+                tokio::select! {
+                    _ = tokio::time::sleep(SHUTDOWN_GRACE) => {}
+                    _ = int.recv() => {}
+                    _ = term.recv() => {}
+                }
+                eprintln!(
+                    "error: pedigree did not stop within {}s of the signal; exiting now",
+                    SHUTDOWN_GRACE.as_secs()
+                );
+                std::process::exit(130);
+            });
+        })?;
+    ready_rx
+        .recv()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the signal thread ended")))
 }
 
 async fn dry_run(

@@ -100,17 +100,12 @@ impl Event {
     /// Control characters in the text (escape sequences, carriage returns) become
     /// spaces: the text is drawn on the user's terminal.
     pub fn progress(name: &str, line: &str) -> Option<Event> {
-        let (counts, text) = line.split_once(' ').unwrap_or((line, ""));
-        let (done, total) = counts.split_once('/')?;
-        let text: String = text
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .collect();
+        let p = crate::steps::protocol::Progress::parse(line)?;
         Some(Event::StepProgress {
             name: name.to_owned(),
-            done: done.parse().ok()?,
-            total: total.parse().ok()?,
-            text: text.trim().to_owned(),
+            done: p.done,
+            total: p.total,
+            text: p.text,
         })
     }
 }

@@ -1,16 +1,23 @@
 //! `pedigree status`, `pedigree why` and `run --dry-run`: what a run would do now,
 //! computed without running anything or recording a run.
-
-use std::collections::BTreeMap;
+//!
+//! This is the dry branch of a run, not a second implementation of one: inputs are
+//! bound by [`super::inputs`], a step's inputs by the run's [`Board`], and the
+//! cache is checked by [`cache::check_entry`] (in [`CheckMode::Inspect`], which
+//! changes nothing) and explained by [`cache::explain`], exactly as `run` does. So
+//! `status` says `fresh` only where `run` would reuse the result, folder outputs
+//! included.
 
 use serde::Serialize;
 
+use super::cache::{self, CacheStatus, CheckMode};
+use super::execute::to_artifacts;
 use super::hashing;
+use super::inputs;
 use super::key::{Change, KeyManifest};
+use super::plan::{Board, Selection};
 use super::resolve::Resolved;
 use super::run::RunError;
-use crate::spec::Ref;
-use crate::store::Check;
 use crate::workspace::Workspace;
 
 #[derive(Debug, Clone, Serialize)]
@@ -35,45 +42,23 @@ pub async fn status(
     with_changes: bool,
 ) -> Result<Vec<StepState>, RunError> {
     let db = &ws.db;
-    let mut raw = BTreeMap::new();
     let mut stat = hashing::StatCache::load(db).await?;
-    for (name, path) in &resolved.inputs {
-        let h = stat
-            .hash_path(path)
-            .await
-            .map_err(|source| RunError::Input {
-                name: name.clone(),
-                source,
-            })?;
-        raw.insert(name.clone(), h.hash);
-    }
+    let raw = inputs::hash_inputs(&mut stat, resolved.inputs.iter()).await?;
     stat.flush(db).await?;
     let n = resolved.steps.len();
-    let mut outputs: Vec<Option<BTreeMap<String, String>>> = vec![None; n];
+    let selection = Selection::all(n);
+    let mut board = Board::new(
+        &resolved.dag,
+        &selection.roles,
+        resolved.steps.iter().map(|s| &s.inputs),
+    );
     let mut stale_reason: Vec<Option<String>> = vec![None; n];
     let mut out = Vec::with_capacity(n);
     for &i in &resolved.dag.order {
         let step = &resolved.steps[i];
-        let mut inputs = BTreeMap::new();
-        let mut blocked = None;
-        for (slot, r) in &step.inputs {
-            match r {
-                Ref::Input(name) => {
-                    inputs.insert(slot.clone(), raw[name].clone());
-                }
-                Ref::Output { step: up, output } => {
-                    let j = resolved.dag.index(up).unwrap_or(0);
-                    match outputs[j].as_ref().and_then(|o| o.get(output)) {
-                        Some(h) => {
-                            inputs.insert(slot.clone(), h.clone());
-                        }
-                        None => blocked = Some(up.clone()),
-                    }
-                }
-            }
-        }
-        if let Some(up) = blocked {
-            let j = resolved.dag.index(&up).unwrap_or(0);
+        let bound = board.bind(i, |name| raw.get(name).map(|r| r.artifact.clone()));
+        if let Some(j) = bound.waiting_on {
+            let up = &resolved.steps[j].name;
             stale_reason[i] = Some(format!("upstream `{up}` is stale"));
             out.push(StepState {
                 name: step.name.clone(),
@@ -88,70 +73,41 @@ pub async fn status(
             });
             continue;
         }
-        let manifest = step.manifest(inputs);
+        let manifest = step.manifest(
+            bound
+                .inputs
+                .iter()
+                .map(|(k, a)| (k.clone(), a.hash.clone()))
+                .collect(),
+        );
         let key = manifest.key();
-        let entry = db.lookup(&key).await?;
-        let usable = match &entry {
-            Some(e) => e.outputs.iter().all(|o| {
-                matches!(
-                    ws.store
-                        .check(&o.artifact_hash, o.size as u64, o.fingerprint()),
-                    Check::Ok(_)
-                )
-            }),
-            None => false,
-        };
+        let cached = cache::lookup(ws, &key, CheckMode::Inspect).await?;
         // The last run's manifest only matters to explain a stale step (or to `why`).
-        let last = if usable && !with_changes {
-            None
-        } else {
-            db.last_manifest(&resolved.wf.name, &step.name).await?
+        let explanation = match (&cached, with_changes) {
+            (CacheStatus::Hit(_), false) => None,
+            _ => Some(cache::explain(db, &resolved.wf.name, &step.name, &manifest).await?),
         };
-        let changes = last
-            .as_ref()
-            .and_then(|(_, j)| serde_json::from_str::<KeyManifest>(j).ok())
-            .map(|old| manifest.diff(&old))
-            .unwrap_or_default();
-        let (state, reason) = if usable {
-            ("fresh", "cached".to_owned())
-        } else if entry.is_some() {
-            (
+        let (state, reason) = match &cached {
+            CacheStatus::Hit(_) => ("fresh", "cached".to_owned()),
+            CacheStatus::Damaged(why) => ("stale", why.clone()),
+            CacheStatus::Miss => (
                 "stale",
-                "its cached outputs are missing or damaged".to_owned(),
-            )
-        } else if last.is_none() {
-            ("stale", "no earlier run of this step".to_owned())
-        } else if changes.is_empty() {
-            (
-                "stale",
-                "same key as its last run, but that result is no longer cached".to_owned(),
-            )
-        } else {
-            (
-                "stale",
-                changes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; "),
-            )
+                explanation
+                    .as_ref()
+                    .map(|e| e.text.clone())
+                    .unwrap_or_default(),
+            ),
         };
-        if usable {
-            outputs[i] = entry.map(|e| {
-                e.outputs
-                    .into_iter()
-                    .map(|o| (o.slot, o.artifact_hash))
-                    .collect()
-            });
-        } else {
-            stale_reason[i] = Some(reason.clone());
+        match cached {
+            CacheStatus::Hit(hit) => board.outputs[i] = Some(to_artifacts(&hit.outputs)),
+            _ => stale_reason[i] = Some(reason.clone()),
         }
         out.push(StepState {
             name: step.name.clone(),
             state,
             key: Some(key),
             reason,
-            changes,
+            changes: explanation.map(|e| e.changes).unwrap_or_default(),
             manifest: Some(manifest),
         });
     }

@@ -43,9 +43,8 @@ pub struct Invocation<'a> {
 /// What receives a step's progress lines.
 pub type ProgressFn = dyn Fn(&str) + Send + Sync;
 
-/// A step reports progress by writing `pedigree:progress DONE/TOTAL TEXT` as one
-/// line on stderr, e.g. `pedigree:progress 12/100 loss 0.3412`.
-pub const PROGRESS_PREFIX: &str = "pedigree:progress ";
+/// The progress-line prefix, defined with the rest of the step protocol.
+pub use super::protocol::PROGRESS_PREFIX;
 
 /// Longer stderr lines are not looked at for progress (they are still logged).
 const PROGRESS_LINE_LIMIT: usize = 4096;

@@ -1,0 +1,678 @@
+//! Building a step's invocation and turning its outcome into a result: the scratch
+//! layout, the step's environment ([`step_env`], exactly `PATH` + what the step
+//! declares + pedigree's fixed variables), the request ([`Request`]), the run
+//! through the [`Executor`], the output-shape check, and storing the outputs.
+//!
+//! The scratch folder of a step run, `.pedigree/tmp/step-ID-PID/`:
+//!
+//! ```text
+//! in/        one link (or folder of links) per input slot, under the artifact's name
+//! work/      the working folder and HOME; metrics.json and facets.json go here
+//! tmp/       TMPDIR
+//! out/       the declared outputs (out/SLOT/FILE where two slots share a file name)
+//! request.json, log
+//! ```
+//!
+//! It is removed when the step ends, whatever the outcome: what is kept was
+//! copied into the store.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde_json::Value as Json;
+
+use super::events::{Event, StepStatus};
+use super::execute::Ctx;
+use super::executor::{Control, ExpectedOutput, InputObject, Invocation};
+use super::key::KeyManifest;
+use super::plan::Artifact;
+use super::resolve::ResolvedStep;
+use super::secrets::Redactor;
+use crate::lineage::{Metric, NewArtifact, NewOutput, Success};
+use crate::steps::exec::Exit;
+use crate::steps::protocol::{self, Request};
+
+/// A step that ran and produced every output (now in the store).
+pub struct StepDone {
+    pub success: Success,
+    pub outputs: BTreeMap<String, Artifact>,
+}
+
+/// A step that could not run, failed or was interrupted.
+pub struct StepFailed {
+    pub status: StepStatus,
+    pub error: String,
+    pub stderr_tail: Option<String>,
+    pub log_hash: Option<String>,
+}
+
+impl StepFailed {
+    pub fn new(error: impl Into<String>) -> Self {
+        StepFailed {
+            status: StepStatus::Failed,
+            error: error.into(),
+            stderr_tail: None,
+            log_hash: None,
+        }
+    }
+}
+
+/// The folders and files of one step run's scratch space.
+#[derive(Debug, Clone)]
+pub struct Scratch {
+    pub root: PathBuf,
+}
+
+impl Scratch {
+    pub fn new(tmp_dir: &Path, step_run_id: i64) -> Scratch {
+        Scratch {
+            root: tmp_dir.join(format!("step-{step_run_id}-{}", std::process::id())),
+        }
+    }
+    pub fn inputs(&self) -> PathBuf {
+        self.root.join("in")
+    }
+    pub fn work(&self) -> PathBuf {
+        self.root.join("work")
+    }
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+    pub fn outputs(&self) -> PathBuf {
+        self.root.join("out")
+    }
+    pub fn request(&self) -> PathBuf {
+        self.root.join("request.json")
+    }
+    pub fn log(&self) -> PathBuf {
+        self.root.join("log")
+    }
+}
+
+/// The variables pedigree itself sets for every step (besides the per-slot and
+/// per-param ones).
+#[derive(Debug, Clone)]
+pub struct FixedEnv {
+    /// pedigree's own `PATH`, passed through unchanged.
+    pub path: Option<String>,
+    pub scratch: Scratch,
+    /// The plugin's folder (empty for a built-in kind).
+    pub plugin_dir: Option<PathBuf>,
+    pub step: String,
+    /// `PEDIGREE_FAILPOINT` and `PEDIGREE_FAILPOINT_TARGET`, forwarded only while a
+    /// crash point is armed in pedigree's own environment (the crash tests, see
+    /// [`crate::failpoint`]); never set otherwise, so never seen by a real step.
+    pub failpoint: Option<[(String, String); 2]>,
+}
+
+/// The complete environment of a step: `PATH`, one variable per input, output and
+/// param ([`protocol::input_var`] etc.), pedigree's fixed variables, the declared
+/// variables that are set (`declared`, as hashed into the key) and the secrets.
+/// Nothing else from pedigree's environment reaches the step.
+pub fn step_env(
+    inputs: &BTreeMap<String, PathBuf>,
+    outputs: &BTreeMap<String, PathBuf>,
+    params: &BTreeMap<String, Json>,
+    fixed: &FixedEnv,
+    declared: &BTreeMap<String, Option<String>>,
+    secrets: &[(String, String)],
+) -> BTreeMap<String, String> {
+    let text = |p: &Path| p.to_string_lossy().into_owned();
+    let mut env = BTreeMap::new();
+    for (slot, p) in inputs {
+        env.insert(protocol::input_var(slot), text(p));
+    }
+    for (slot, p) in outputs {
+        env.insert(protocol::output_var(slot), text(p));
+    }
+    for (k, v) in params {
+        env.insert(protocol::param_var(k), protocol::param_text(v));
+    }
+    if let Some(path) = &fixed.path {
+        env.insert("PATH".into(), path.clone());
+    }
+    env.insert("HOME".into(), text(&fixed.scratch.work()));
+    env.insert("TMPDIR".into(), text(&fixed.scratch.tmp()));
+    env.insert("LANG".into(), "C.UTF-8".into());
+    env.insert("PYTHONDONTWRITEBYTECODE".into(), "1".into());
+    env.insert(protocol::REQUEST_VAR.into(), text(&fixed.scratch.request()));
+    env.insert(
+        protocol::PLUGIN_DIR_VAR.into(),
+        fixed.plugin_dir.as_deref().map(text).unwrap_or_default(),
+    );
+    env.insert(protocol::STEP_VAR.into(), fixed.step.clone());
+    env.extend(fixed.failpoint.clone().into_iter().flatten());
+    for (k, v) in declared {
+        if let Some(v) = v {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    for (k, v) in secrets {
+        env.insert(k.clone(), v.clone());
+    }
+    env
+}
+
+/// The name an input is materialised under: its own, or `SLOT-NAME` when another
+/// input of the step has the same name.
+fn input_name(slot: &str, name: &str, shared: bool) -> String {
+    if shared {
+        format!("{slot}-{name}")
+    } else {
+        name.to_owned()
+    }
+}
+
+/// Where each input slot is materialised: one link (or folder) per slot directly
+/// under `in/`, under the artifact's own name so messages name the user's file;
+/// `SLOT-NAME` where two slots share a name. No folder per slot: a 200-input join
+/// creates 200 links, not 400 inodes.
+pub fn input_paths(
+    scratch: &Scratch,
+    inputs: &BTreeMap<String, Artifact>,
+) -> BTreeMap<String, PathBuf> {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for a in inputs.values() {
+        *names.entry(a.name.as_str()).or_default() += 1;
+    }
+    inputs
+        .iter()
+        .map(|(slot, art)| {
+            let shared = names[art.name.as_str()] > 1;
+            (
+                slot.clone(),
+                scratch.inputs().join(input_name(slot, &art.name, shared)),
+            )
+        })
+        .collect()
+}
+
+/// Where each declared output goes: `out/FILE`, or `out/SLOT/FILE` when two slots
+/// declare the same file name.
+pub fn output_paths(scratch: &Scratch, step: &ResolvedStep) -> BTreeMap<String, ExpectedOutput> {
+    let mut files: HashMap<&str, usize> = HashMap::new();
+    for d in step.outputs().values() {
+        *files.entry(d.file.as_str()).or_default() += 1;
+    }
+    step.outputs()
+        .iter()
+        .map(|(slot, decl)| {
+            let dir = if files[decl.file.as_str()] > 1 {
+                scratch.outputs().join(slot)
+            } else {
+                scratch.outputs()
+            };
+            (
+                slot.clone(),
+                ExpectedOutput {
+                    path: dir.join(&decl.file),
+                    dir: decl.dir,
+                },
+            )
+        })
+        .collect()
+}
+
+/// Make the scratch folder, materialise the inputs, write the request and build
+/// the invocation. Also returns the redactor of the step's secrets.
+fn prepare(
+    ctx: &Ctx,
+    step: &ResolvedStep,
+    scratch: &Scratch,
+    manifest: &KeyManifest,
+    inputs: &BTreeMap<String, Artifact>,
+) -> Result<(Invocation, Redactor), StepFailed> {
+    let store = &ctx.ws.store;
+    let io = |what: &str, e: &dyn std::fmt::Display| {
+        StepFailed::new(format!(
+            "cannot prepare the step's scratch folder ({what}): {e}"
+        ))
+    };
+    for d in [scratch.work(), scratch.tmp(), scratch.outputs()] {
+        std::fs::create_dir_all(&d).map_err(|e| io("create", &e))?;
+    }
+    let in_paths = input_paths(scratch, inputs);
+    for (slot, art) in inputs {
+        store
+            .materialize(&art.hash, art.is_tree, &in_paths[slot])
+            .map_err(|e| io("inputs", &e))?;
+    }
+    let outputs = output_paths(scratch, step);
+    for o in outputs.values() {
+        if let Some(dir) = o.path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| io("outputs", &e))?;
+        }
+    }
+    let out_paths: BTreeMap<String, PathBuf> = outputs
+        .iter()
+        .map(|(s, o)| (s.clone(), o.path.clone()))
+        .collect();
+    let request = Request {
+        step: step.name.clone(),
+        inputs: in_paths.clone(),
+        outputs: out_paths.clone(),
+        params: manifest.params.clone(),
+        scratch: scratch.work(),
+        workspace: Some(ctx.ws.root.clone()),
+        run_id: Some(ctx.run_id),
+        input_hashes: inputs
+            .iter()
+            .map(|(s, a)| (s.clone(), a.hash.clone()))
+            .collect(),
+    };
+    let bytes = request.to_bytes().map_err(|e| io("request", &e))?;
+    std::fs::write(scratch.request(), bytes).map_err(|e| io("request", &e))?;
+
+    // Secrets reach the step's environment and nothing else: not the key, not the
+    // request, and every captured byte of output is redacted before it is kept.
+    let mut redactor = Redactor::default();
+    let mut secrets = Vec::new();
+    for name in &step.secrets {
+        match std::env::var(name) {
+            Ok(v) => {
+                redactor.add(name, &v);
+                secrets.push((name.clone(), v));
+            }
+            Err(_) => {
+                return Err(StepFailed::new(format!(
+                    "the secret `{name}` is not set in pedigree's environment; export it before `pedigree run`"
+                )));
+            }
+        }
+    }
+    let path = std::env::var("PATH").ok();
+    let fixed = FixedEnv {
+        path: path.clone(),
+        scratch: scratch.clone(),
+        plugin_dir: step.spec.dir().map(Path::to_path_buf),
+        step: step.name.clone(),
+        failpoint: crate::failpoint::step_env(),
+    };
+    let env = step_env(
+        &in_paths,
+        &out_paths,
+        &manifest.params,
+        &fixed,
+        &manifest.env,
+        &secrets,
+    );
+    let sandbox = step.spec.sandbox.then(|| {
+        crate::steps::sandbox::Policy::for_step(
+            &scratch.root,
+            &ctx.ws.root,
+            &step.spec.read,
+            path.as_deref(),
+        )
+    });
+    let inv = Invocation {
+        step: step.name.clone(),
+        argv: step.spec.command.clone(),
+        cwd: scratch.work(),
+        env,
+        request_path: scratch.request(),
+        request,
+        inputs: inputs
+            .iter()
+            .map(|(slot, a)| {
+                (
+                    slot.clone(),
+                    InputObject {
+                        hash: a.hash.clone(),
+                        path: in_paths[slot].clone(),
+                        is_tree: a.is_tree,
+                    },
+                )
+            })
+            .collect(),
+        outputs,
+        timeout: step.spec.timeout,
+        sandbox,
+        scratch: scratch.root.clone(),
+        log_path: scratch.log(),
+    };
+    Ok((inv, redactor))
+}
+
+/// What is at an output's path when it is not what was declared, for the message.
+fn output_problem(path: &Path, dir: bool) -> Option<&'static str> {
+    let meta = std::fs::symlink_metadata(path);
+    let ok = match &meta {
+        Ok(m) if dir => m.is_dir(),
+        Ok(m) => m.is_file(),
+        Err(_) => false,
+    };
+    if ok {
+        return None;
+    }
+    Some(match meta {
+        Err(_) => "nothing is there",
+        Ok(m) if m.file_type().is_symlink() => "a symbolic link is there",
+        Ok(m) if m.is_dir() => "a folder is there",
+        Ok(_) => "a file is there",
+    })
+}
+
+/// Run one step: prepare its invocation, hand it to the executor, check and store
+/// its outputs.
+pub async fn invoke(
+    ctx: &Ctx,
+    step: &ResolvedStep,
+    step_run_id: i64,
+    manifest: &KeyManifest,
+    inputs: &BTreeMap<String, Artifact>,
+) -> Result<StepDone, StepFailed> {
+    let store = &ctx.ws.store;
+    let scratch = Scratch::new(&store.tmp_dir(), step_run_id);
+    let guard = ScratchGuard(scratch.root.clone());
+    let (inv, secrets) = prepare(ctx, step, &scratch, manifest, inputs)?;
+    let ctl = Control {
+        cancel: ctx.cancel.clone(),
+        on_progress: Some({
+            let (events, name, secrets) = (ctx.events.clone(), step.name.clone(), secrets.clone());
+            Box::new(move |line| {
+                if let Some(ev) = Event::progress(&name, &secrets.redact_str(line)) {
+                    let _ = events.send(ev);
+                }
+            })
+        }),
+    };
+    let mut outcome = ctx
+        .executor
+        .execute(&inv, ctl)
+        .await
+        .map_err(|e| StepFailed::new(e.to_string()))?;
+    for w in std::mem::take(&mut outcome.warnings) {
+        let _ = ctx.events.send(Event::Warning(w));
+    }
+    let log_path = &inv.log_path;
+    if !secrets.is_empty()
+        && let Ok(bytes) = std::fs::read(log_path)
+    {
+        let _ = std::fs::write(log_path, secrets.redact(&bytes));
+    }
+    // An empty log is not worth an object (most steps print nothing).
+    let log_hash = match std::fs::metadata(log_path) {
+        Ok(m) if m.len() > 0 => store.put_file(log_path).ok().map(|s| s.hash),
+        _ => None,
+    };
+    let tail = Some(secrets.redact_str(&outcome.stderr_tail));
+    let failed = |status, error: String| StepFailed {
+        status,
+        error,
+        stderr_tail: tail.clone(),
+        log_hash: log_hash.clone(),
+    };
+    let who = step.spec.describe();
+    match outcome.exit {
+        Exit::Success => {}
+        Exit::Code(c) => {
+            return Err(failed(
+                StepStatus::Failed,
+                format!("{who} exited with code {c}"),
+            ));
+        }
+        Exit::Signal(s) => {
+            return Err(failed(
+                StepStatus::Failed,
+                format!("{who} was killed by signal {s}"),
+            ));
+        }
+        Exit::TimedOut(t) => {
+            return Err(failed(
+                StepStatus::Failed,
+                format!(
+                    "{who} ran longer than its timeout of {}s and was stopped",
+                    t.as_secs_f64()
+                ),
+            ));
+        }
+        Exit::Cancelled => return Err(failed(StepStatus::Interrupted, "interrupted".into())),
+    }
+
+    // Every declared output must exist with the declared shape before anything is stored.
+    for (slot, o) in &inv.outputs {
+        if let Some(found) = output_problem(&o.path, o.dir) {
+            let what = if o.dir { "a folder" } else { "a file" };
+            return Err(failed(
+                StepStatus::Failed,
+                format!(
+                    "{who} exited 0 but did not write output `{slot}`: expected {what} at ${} ({}), {found}",
+                    protocol::output_var(slot),
+                    o.path.display()
+                ),
+            ));
+        }
+    }
+    let metrics = protocol::read_metrics(&inv.cwd.join(protocol::METRICS_FILE))
+        .map_err(|e| failed(StepStatus::Failed, e.to_string()))?
+        .into_iter()
+        .map(|m| Metric {
+            key: m.key,
+            value: m.value,
+            step: m.step,
+        })
+        .collect();
+    let facets = protocol::read_facets(&inv.cwd.join(protocol::FACETS_FILE))
+        .map_err(|e| failed(StepStatus::Failed, e.to_string()))?
+        .into_iter()
+        .map(|(name, json)| (None, secrets.redact_str(&name), secrets.redact_str(&json)))
+        .collect();
+
+    let mut success = Success {
+        params: params_text(manifest),
+        metrics,
+        facets,
+        stderr_tail: tail.clone(),
+        log_hash: log_hash.clone(),
+        ..Default::default()
+    };
+    let mut arts = BTreeMap::new();
+    for (slot, o) in &inv.outputs {
+        let decl = &step.outputs()[slot];
+        let stored = store.put_path(&o.path).map_err(|e| {
+            failed(
+                StepStatus::Failed,
+                format!("cannot store output `{slot}`: {e}"),
+            )
+        })?;
+        let fp = std::fs::symlink_metadata(store.object_path(&stored.hash))
+            .ok()
+            .map(|m| crate::store::fingerprint(&m));
+        arts.insert(
+            slot.clone(),
+            Artifact {
+                hash: stored.hash.clone(),
+                name: decl.file.clone(),
+                is_tree: stored.is_tree,
+            },
+        );
+        success.outputs.push(NewOutput {
+            slot: slot.clone(),
+            name: decl.file.clone(),
+            artifact: NewArtifact {
+                stored,
+                kind: decl.kind.clone(),
+                media_type: decl.media_type.clone(),
+            },
+            fingerprint: if decl.dir { None } else { fp },
+        });
+    }
+    crate::failpoint::hit("outputs-stored");
+    drop(guard);
+    Ok(StepDone {
+        success,
+        outputs: arts,
+    })
+}
+
+/// The params as recorded with a step run: name and JSON text.
+pub fn params_text(manifest: &KeyManifest) -> Vec<(String, String)> {
+    manifest
+        .params
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string()))
+        .collect()
+}
+
+/// Removes a step's scratch folder when dropped (it was copied into the store).
+struct ScratchGuard(PathBuf);
+
+impl Drop for ScratchGuard {
+    fn drop(&mut self) {
+        let _ = remove_scratch(&self.0);
+    }
+}
+
+/// Remove a scratch folder, even one a plugin left read-only.
+pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::remove_dir_all(p).is_ok() {
+        return Ok(());
+    }
+    // A plugin may leave read-only folders behind; make them writable so removal works.
+    fn fix(p: &Path) {
+        if let Ok(m) = std::fs::symlink_metadata(p)
+            && m.is_dir()
+        {
+            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
+            if let Ok(rd) = std::fs::read_dir(p) {
+                for e in rd.flatten() {
+                    fix(&e.path());
+                }
+            }
+        }
+    }
+    fix(p);
+    std::fs::remove_dir_all(p)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn fixed(failpoint: Option<[(String, String); 2]>) -> FixedEnv {
+        FixedEnv {
+            path: Some("/usr/bin:/bin".into()),
+            scratch: Scratch {
+                root: PathBuf::from("/ws/.pedigree/tmp/step-1-2"),
+            },
+            plugin_dir: Some(PathBuf::from("/ws/plugins/upper")),
+            step: "up".into(),
+            failpoint,
+        }
+    }
+
+    #[test]
+    fn the_step_environment_is_path_declared_and_fixed_variables_only() {
+        let inputs = BTreeMap::from([("src".to_owned(), PathBuf::from("/s/in/a.csv"))]);
+        let outputs = BTreeMap::from([("out-table".to_owned(), PathBuf::from("/s/out/b"))]);
+        let params = BTreeMap::from([
+            ("suffix".to_owned(), Json::from("!")),
+            ("k".to_owned(), Json::from(3)),
+        ]);
+        let declared = BTreeMap::from([
+            ("FLAVOUR".to_owned(), Some("mild".to_owned())),
+            ("UNSET".to_owned(), None),
+        ]);
+        let secrets = [("TOKEN".to_owned(), "s3cret".to_owned())];
+        let env = step_env(
+            &inputs,
+            &outputs,
+            &params,
+            &fixed(None),
+            &declared,
+            &secrets,
+        );
+        let names: BTreeSet<&str> = env.keys().map(String::as_str).collect();
+        assert_eq!(
+            names,
+            BTreeSet::from([
+                "PATH",
+                "FLAVOUR",
+                "TOKEN",
+                "PEDIGREE_INPUT_SRC",
+                "PEDIGREE_OUTPUT_OUT_TABLE",
+                "PEDIGREE_PARAM_SUFFIX",
+                "PEDIGREE_PARAM_K",
+                "HOME",
+                "TMPDIR",
+                "LANG",
+                "PYTHONDONTWRITEBYTECODE",
+                "PEDIGREE_REQUEST",
+                "PEDIGREE_PLUGIN_DIR",
+                "PEDIGREE_STEP",
+            ])
+        );
+        assert_eq!(env["PATH"], "/usr/bin:/bin");
+        assert_eq!(env["PEDIGREE_PARAM_SUFFIX"], "!", "strings as they are");
+        assert_eq!(env["PEDIGREE_PARAM_K"], "3", "the rest as JSON");
+        assert_eq!(env["HOME"], "/ws/.pedigree/tmp/step-1-2/work");
+        assert_eq!(env["TMPDIR"], "/ws/.pedigree/tmp/step-1-2/tmp");
+        assert_eq!(
+            env["PEDIGREE_REQUEST"],
+            "/ws/.pedigree/tmp/step-1-2/request.json"
+        );
+        assert_eq!(env["FLAVOUR"], "mild");
+    }
+
+    #[test]
+    fn failpoints_are_forwarded_only_when_armed() {
+        let e = BTreeMap::new();
+        let env = step_env(
+            &e,
+            &e,
+            &BTreeMap::new(),
+            &fixed(None),
+            &BTreeMap::new(),
+            &[],
+        );
+        assert!(!env.keys().any(|k| k.starts_with("PEDIGREE_FAILPOINT")));
+        let armed = Some([
+            ("PEDIGREE_FAILPOINT".to_owned(), "step-started".to_owned()),
+            ("PEDIGREE_FAILPOINT_TARGET".to_owned(), "42".to_owned()),
+        ]);
+        let env = step_env(
+            &e,
+            &e,
+            &BTreeMap::new(),
+            &fixed(armed),
+            &BTreeMap::new(),
+            &[],
+        );
+        assert_eq!(env["PEDIGREE_FAILPOINT"], "step-started");
+        assert_eq!(env["PEDIGREE_FAILPOINT_TARGET"], "42");
+    }
+
+    #[test]
+    fn a_step_without_a_path_gets_none_and_no_plugin_dir_is_empty() {
+        let e = BTreeMap::new();
+        let mut f = fixed(None);
+        f.path = None;
+        f.plugin_dir = None;
+        let env = step_env(&e, &e, &BTreeMap::new(), &f, &BTreeMap::new(), &[]);
+        assert!(!env.contains_key("PATH"));
+        assert_eq!(env["PEDIGREE_PLUGIN_DIR"], "");
+    }
+
+    #[test]
+    fn inputs_sharing_a_name_get_the_slot_in_front() {
+        let s = Scratch {
+            root: PathBuf::from("/s"),
+        };
+        let a = |n: &str| Artifact {
+            hash: "h".into(),
+            name: n.into(),
+            is_tree: false,
+        };
+        let inputs = BTreeMap::from([
+            ("a".to_owned(), a("x.csv")),
+            ("b".to_owned(), a("x.csv")),
+            ("c".to_owned(), a("y.csv")),
+        ]);
+        let p = input_paths(&s, &inputs);
+        assert_eq!(p["a"], PathBuf::from("/s/in/a-x.csv"));
+        assert_eq!(p["b"], PathBuf::from("/s/in/b-x.csv"));
+        assert_eq!(p["c"], PathBuf::from("/s/in/y.csv"));
+    }
+}

@@ -523,28 +523,7 @@ impl Drop for ScratchGuard {
     }
 }
 
-/// Remove a scratch folder, even one a plugin left read-only.
-pub fn remove_scratch(p: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::remove_dir_all(p).is_ok() {
-        return Ok(());
-    }
-    // A plugin may leave read-only folders behind; make them writable so removal works.
-    fn fix(p: &Path) {
-        if let Ok(m) = std::fs::symlink_metadata(p)
-            && m.is_dir()
-        {
-            let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755));
-            if let Ok(rd) = std::fs::read_dir(p) {
-                for e in rd.flatten() {
-                    fix(&e.path());
-                }
-            }
-        }
-    }
-    fix(p);
-    std::fs::remove_dir_all(p)
-}
+pub use crate::store::remove_scratch;
 
 #[cfg(test)]
 mod tests {

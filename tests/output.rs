@@ -48,8 +48,16 @@ fn run_status_why_show_and_lineage() {
         "status_before_any_run",
         &["status", "workflows/chain.yaml"]
     );
-    snapshot!(ws, "run_cold", &["run", "workflows/chain.yaml"]);
-    snapshot!(ws, "run_cached", &["run", "workflows/chain.yaml"]);
+    snapshot!(
+        ws,
+        "run_cold",
+        &["run", "workflows/chain.yaml", "--jobs", "1"]
+    );
+    snapshot!(
+        ws,
+        "run_cached",
+        &["run", "workflows/chain.yaml", "--jobs", "1"]
+    );
     snapshot!(ws, "status_fresh", &["status", "workflows/chain.yaml"]);
     ws.write("workflows/data/text.txt", "hello\nthere\n");
     snapshot!(
@@ -65,7 +73,14 @@ fn run_status_why_show_and_lineage() {
     snapshot!(
         ws,
         "run_after_input_change",
-        &["run", "workflows/chain.yaml", "--set", "params.suffix=?"]
+        &[
+            "run",
+            "workflows/chain.yaml",
+            "--jobs",
+            "1",
+            "--set",
+            "params.suffix=?"
+        ]
     );
     snapshot!(ws, "show_latest", &["show", "latest"]);
     snapshot!(ws, "runs", &["runs"]);

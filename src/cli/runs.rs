@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::{CliError, Exit, Global, human_duration, open_existing, print_json};
 use crate::engine::key::short;
-use crate::lineage::{Db, StepRunRow, time};
+use crate::lineage::{ReadDb, StepRunRow, time};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -42,7 +42,7 @@ pub struct DiffArgs {
     pub json: bool,
 }
 
-pub(super) async fn run_id(db: &Db, text: &str) -> Result<i64, CliError> {
+pub(super) async fn run_id(db: &ReadDb, text: &str) -> Result<i64, CliError> {
     if text == "latest" {
         return db
             .latest_run_id()
@@ -180,7 +180,7 @@ pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-async fn find_step(db: &Db, run: i64, step: &str) -> Result<StepRunRow, CliError> {
+async fn find_step(db: &ReadDb, run: i64, step: &str) -> Result<StepRunRow, CliError> {
     let steps = db.step_runs(run).await?;
     let names: Vec<String> = steps.iter().map(|s| s.step.clone()).collect();
     steps
@@ -311,7 +311,7 @@ pub async fn diff(args: DiffArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 async fn step_outputs(
-    db: &Db,
+    db: &ReadDb,
     s: Option<&StepRunRow>,
 ) -> Result<BTreeMap<String, String>, CliError> {
     Ok(match s {
@@ -326,7 +326,10 @@ async fn step_outputs(
 }
 
 /// Metrics without a step number (final values), of the run that computed them.
-async fn final_metrics(db: &Db, s: Option<&StepRunRow>) -> Result<BTreeMap<String, f64>, CliError> {
+async fn final_metrics(
+    db: &ReadDb,
+    s: Option<&StepRunRow>,
+) -> Result<BTreeMap<String, f64>, CliError> {
     Ok(match s {
         Some(s) => db
             .metrics_of(s.cached_from.unwrap_or(s.id))

@@ -2,7 +2,7 @@
 //! as text (for scripts and tests).
 
 use super::{CliError, Exit, Global};
-use crate::lineage::{Db, RunFilter};
+use crate::lineage::{ReadDb, RunFilter};
 use crate::tui::app::App;
 use crate::workspace::{self, WorkspaceError};
 
@@ -48,11 +48,11 @@ pub struct Args {
     pub height: u16,
 }
 
-async fn run_ref(db: &Db, text: &str) -> Result<i64, CliError> {
+async fn run_ref(db: &ReadDb, text: &str) -> Result<i64, CliError> {
     super::runs::run_id(db, text).await
 }
 
-async fn artifact_ref(db: &Db, text: &str) -> Result<String, CliError> {
+async fn artifact_ref(db: &ReadDb, text: &str) -> Result<String, CliError> {
     let hits = db.search_artifacts(text, 10).await?;
     let mut hashes: Vec<&String> = hits.iter().map(|h| &h.artifact_hash).collect();
     hashes.dedup();
@@ -86,7 +86,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     if !db_path.is_file() {
         return Err(WorkspaceError::NotInitialised(root).into());
     }
-    let db = Db::open_read_only(&db_path).await?;
+    let db = ReadDb::open(&db_path).await?;
     let mut app = App::new();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.runs.filter = RunFilter {

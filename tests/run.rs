@@ -787,3 +787,82 @@ fn a_steps_progress_lines_become_its_bar_on_a_terminal() {
     );
     assert!(!stderr(&plain).contains("1/3"), "{}", stderr(&plain));
 }
+
+#[test]
+fn read_commands_never_migrate_or_write_the_database() {
+    let ws = Ws::new();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let db_path = ws.path().join(".pedigree/lineage.db");
+    // Take the database back to the migration before the newest, as an older
+    // pedigree would have left it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let applied = || {
+        rt.block_on(async {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db_path)
+                .read_only(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            let v: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            v
+        })
+    };
+    let newest = *applied().last().unwrap();
+    rt.block_on(async {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db_path);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 20261128120000",
+            "DROP INDEX run_inputs_artifact_run",
+            "CREATE INDEX run_inputs_artifact ON run_inputs (artifact_hash)",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    assert_eq!(
+        newest, 20261128120000,
+        "the newest migration changed: update this test"
+    );
+    let before = applied();
+    let digest = || {
+        ["lineage.db", "lineage.db-wal"]
+            .iter()
+            .map(|f| std::fs::read(ws.path().join(".pedigree").join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let bytes = digest();
+    let up = step(&j, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for args in [
+        vec!["runs"],
+        vec!["show", "latest"],
+        vec!["log", "1", "up"],
+        vec!["diff", "1", "1"],
+        vec!["lineage", "1/both.out"],
+        vec!["lineage", "workflows/data/text.txt", "--down"],
+        vec!["lineage", &up[..8]],
+        vec!["tui", "--once"],
+    ] {
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            applied(),
+            before,
+            "`{}` migrated the database",
+            args.join(" ")
+        );
+        assert!(bytes == digest(), "`{}` wrote the database", args.join(" "));
+    }
+}

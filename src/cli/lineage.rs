@@ -1,9 +1,9 @@
 //! `pedigree lineage REF [--up|--down] [--depth N]`.
 
-use super::{CliError, Exit, Global, open_existing, print_json};
+use super::{CliError, Exit, Global, open_read, print_json};
 use crate::engine::key::short;
-use crate::lineage::{Db, LineageEdge};
-use crate::workspace::Workspace;
+use crate::lineage::{LineageEdge, ReadDb};
+use crate::workspace::ReadWorkspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 /// Resolve a REF to an artifact hash.
-pub(super) async fn resolve_ref(ws: &Workspace, r: &str) -> Result<String, CliError> {
+pub(super) async fn resolve_ref(ws: &ReadWorkspace, r: &str) -> Result<String, CliError> {
     let db = &ws.db;
     // RUN/STEP.OUTPUT
     if let Some((run, rest)) = r.split_once('/')
@@ -38,11 +38,10 @@ pub(super) async fn resolve_ref(ws: &Workspace, r: &str) -> Result<String, CliEr
     // A path in the workspace.
     let p = std::path::Path::new(r);
     if p.exists() {
+        // Through the stat cache, read only: what it learns is not written back.
         let hash = async {
             let mut stat = crate::engine::hashing::StatCache::load(db).await?;
-            let h = stat.hash_path(p).await?;
-            stat.flush(db).await?;
-            Ok::<_, crate::engine::hashing::HashError>(h)
+            stat.hash_path(p).await
         };
         let h = hash
             .await
@@ -85,7 +84,7 @@ pub(super) async fn resolve_ref(ws: &Workspace, r: &str) -> Result<String, CliEr
     }
 }
 
-async fn describe(db: &Db, hash: &str) -> Result<String, CliError> {
+async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
     let kind = db
         .artifact(hash)
         .await?
@@ -100,7 +99,7 @@ async fn describe(db: &Db, hash: &str) -> Result<String, CliError> {
 }
 
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let hash = resolve_ref(&ws, &args.reference).await?;
     let db = &ws.db;
     let depth = args.depth.clamp(1, 10_000);

@@ -19,7 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::diag::Diagnostic;
-use crate::workspace::{self, Workspace};
+use crate::workspace::{self, ReadWorkspace, Workspace};
 
 /// Exit codes: 0 success, 1 a step failed (or verification failed), 2 invalid
 /// workflow or usage, 130 interrupted.
@@ -208,10 +208,19 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Open the workspace for a command that reads it (no creation).
+/// Open an existing workspace for a command that writes it (gc): no creation,
+/// but the database is migrated.
 pub async fn open_existing(g: &Global) -> Result<Workspace, CliError> {
     let root = workspace::find_root(g.workspace.as_deref())?;
     Ok(Workspace::open(&root, false).await?)
+}
+
+/// Open an existing workspace for a command that only reads it (`runs`, `show`,
+/// `log`, `diff`, `lineage`, `tui`, and `recommend`/`verify` once they switch):
+/// nothing is created, migrated or written.
+pub async fn open_read(g: &Global) -> Result<ReadWorkspace, CliError> {
+    let root = workspace::find_root(g.workspace.as_deref())?;
+    Ok(ReadWorkspace::open(&root).await?)
 }
 
 /// Print JSON to stdout.

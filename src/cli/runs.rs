@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{CliError, Exit, Global, human_duration, open_existing, print_json};
+use super::{CliError, Exit, Global, human_duration, open_read, print_json};
 use crate::engine::key::short;
 use crate::lineage::{ReadDb, StepRunRow, time};
 
@@ -68,7 +68,7 @@ fn duration(start: &str, end: Option<&str>) -> String {
 }
 
 pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let rows = ws.db.runs(args.limit, args.workflow.as_deref()).await?;
     if args.json {
         print_json(&rows);
@@ -99,7 +99,7 @@ pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let db = &ws.db;
     let id = run_id(db, &args.run).await?;
     let run = db.run(id).await?.expect("checked");
@@ -196,7 +196,7 @@ async fn find_step(db: &ReadDb, run: i64, step: &str) -> Result<StepRunRow, CliE
 }
 
 pub async fn log(args: LogArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let id = run_id(&ws.db, &args.run).await?;
     let mut s = find_step(&ws.db, id, &args.step).await?;
     if let Some(from) = s.cached_from {
@@ -225,7 +225,7 @@ pub async fn log(args: LogArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 pub async fn diff(args: DiffArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let db = &ws.db;
     let a = run_id(db, &args.run_a).await?;
     let b = run_id(db, &args.run_b).await?;

@@ -1,10 +1,10 @@
 //! `pedigree tui`: the terminal dashboard, or with `--once` one screen printed
 //! as text (for scripts and tests).
 
-use super::{CliError, Exit, Global};
+use super::{CliError, Exit, Global, open_read};
 use crate::lineage::{ReadDb, RunFilter};
 use crate::tui::app::App;
-use crate::workspace::{self, WorkspaceError};
+use crate::workspace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
@@ -81,12 +81,9 @@ async fn artifact_ref(db: &ReadDb, text: &str) -> Result<String, CliError> {
 }
 
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
-    let root = workspace::find_root(g.workspace.as_deref())?;
-    let db_path = root.join(workspace::DIR).join("lineage.db");
-    if !db_path.is_file() {
-        return Err(WorkspaceError::NotInitialised(root).into());
-    }
-    let db = ReadDb::open(&db_path).await?;
+    let ws = open_read(g).await?;
+    let db_path = ws.root.join(workspace::DIR).join(workspace::DB_FILE);
+    let db = ws.db.clone();
     let mut app = App::new();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.runs.filter = RunFilter {

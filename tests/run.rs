@@ -866,3 +866,72 @@ fn read_commands_never_migrate_or_write_the_database() {
         assert!(bytes == digest(), "`{}` wrote the database", args.join(" "));
     }
 }
+
+#[test]
+fn every_command_that_takes_a_run_accepts_a_number_latest_and_latest_of_a_workflow() {
+    // Regression: `show latest` worked but `lineage latest/STEP.OUTPUT` was refused.
+    let ws = Ws::new();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    // A second workflow's run is the newest: `latest` and `latest:chain` differ.
+    ws.write(
+        "workflows/other.yaml",
+        "name: other\ninputs: { text: data/text.txt }\nsteps:\n  up:\n    plugin: upper\n    inputs: { src: inputs.text }\n",
+    );
+    let (code, other) = ws.run_json("workflows/other.yaml", &[]);
+    assert_eq!(code, 0, "{other}");
+    let both = step(&j, "both")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_up = step(&other, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (reference, hash) in [
+        ("1/both.out", &both),
+        ("latest:chain/both.out", &both),
+        ("latest/up.out", &other_up),
+    ] {
+        let out = ws.run(&["lineage", reference, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{reference}: {}", stderr(&out));
+        let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(l["artifact"], hash.as_str(), "{reference}");
+        let out = ws.run(&["tui", "--once", "--artifact", reference]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "tui {reference}: {}",
+            stderr(&out)
+        );
+    }
+    for (run, id) in [
+        ("1", 1),
+        ("latest", 2),
+        ("latest:chain", 1),
+        ("latest:other", 2),
+    ] {
+        let out = ws.run(&["show", run, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "show {run}: {}", stderr(&out));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(shown["run"]["id"], id, "show {run}");
+        let out = ws.run(&["log", run, "up"]);
+        assert_eq!(out.status.code(), Some(0), "log {run}: {}", stderr(&out));
+        let out = ws.run(&["diff", run, "1"]);
+        assert_eq!(out.status.code(), Some(0), "diff {run}: {}", stderr(&out));
+    }
+    let out = ws.run(&["show", "latest:nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("workflow `nothing` has no runs"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.run(&["lineage", "7/both.out"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("there is no run 7"),
+        "{}",
+        stderr(&out)
+    );
+}

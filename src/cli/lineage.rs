@@ -1,13 +1,16 @@
-//! `pedigree lineage REF [--up|--down] [--depth N]`.
+//! `pedigree lineage REF [--up|--down] [--depth N]`, and the artifact REF
+//! resolution it shares with `pedigree tui --artifact` (the language itself is
+//! `lineage::reference`; this adds hashing a path through the stat cache).
 
 use super::{CliError, Exit, Global, open_read, print_json};
 use crate::engine::key::short;
-use crate::lineage::{LineageEdge, ReadDb};
+use crate::lineage::{ArtifactRef, LineageEdge, PathContent, ReadDb, Via};
 use crate::workspace::ReadWorkspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// An artifact hash or unique prefix, `RUN/STEP.OUTPUT`, or a workspace file path.
+    /// An artifact: a hash or unique prefix, `RUN/STEP.OUTPUT` (RUN a number, `latest` or
+    /// `latest:WORKFLOW`), a workspace path, or a release `NAME[@VERSION]`.
     #[arg(value_name = "REF")]
     pub reference: String,
     /// Trace upward to the raw inputs (the default).
@@ -23,65 +26,39 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Resolve a REF to an artifact hash.
-pub(super) async fn resolve_ref(ws: &ReadWorkspace, r: &str) -> Result<String, CliError> {
-    let db = &ws.db;
-    // RUN/STEP.OUTPUT
-    if let Some((run, rest)) = r.split_once('/')
-        && let Ok(run_id) = run.parse::<i64>()
-        && let Some((step, slot)) = rest.rsplit_once('.')
-    {
-        return db.output_of_run(run_id, step, slot).await?.ok_or_else(|| {
-            CliError::invalid(format!("error: run {run_id} recorded no output `{slot}` of step `{step}`\n  = help: `pedigree show {run_id}` lists its steps and outputs"))
-        });
-    }
-    // A path in the workspace.
-    let p = std::path::Path::new(r);
-    if p.exists() {
-        // Through the stat cache, read only: what it learns is not written back.
-        let hash = async {
-            let mut stat = crate::engine::hashing::StatCache::load(db).await?;
-            stat.hash_path(p).await
-        };
-        let h = hash
-            .await
-            .map_err(|e| CliError::failed(format!("error: {e}")))?;
-        if db.artifact(&h.hash).await?.is_some() {
-            return Ok(h.hash);
+/// Resolve an artifact REF to its hash. An existing path is hashed (through the
+/// stat cache, read only: nothing is written back).
+pub(super) async fn artifact(ws: &ReadWorkspace, text: &str) -> Result<String, CliError> {
+    let r = ArtifactRef::parse(text);
+    let path = match &r {
+        ArtifactRef::Text(t) => {
+            let p = std::path::Path::new(t);
+            let hash = if p.exists() {
+                let mut stat = crate::engine::hashing::StatCache::load(&ws.db)
+                    .await
+                    .map_err(|e| CliError::failed(format!("error: {e}")))?;
+                let h = stat
+                    .hash_path(p)
+                    .await
+                    .map_err(|e| CliError::failed(format!("error: {e}")))?;
+                Some(h.hash)
+            } else {
+                None
+            };
+            Some(PathContent {
+                relative: ws.relative(p),
+                hash,
+            })
         }
-        if let Some(h) = db.input_at_path(&ws.relative(p)).await? {
-            eprintln!(
-                "note: `{r}` changed since it was last used; showing the version last recorded"
-            );
-            return Ok(h);
-        }
-        return Err(CliError::invalid(format!(
-            "error: `{r}` (content {}) is not in the lineage database\n  = help: it has not been used or produced by any run in this workspace",
-            short(&h.hash)
-        )));
+        ArtifactRef::Output { .. } => None,
+    };
+    let resolved = ws.db.resolve_ref(&r, path.as_ref()).await?;
+    if resolved.via == (Via::RecordedPath { changed: true }) {
+        eprintln!(
+            "note: `{text}` changed since it was last used; showing the version last recorded"
+        );
     }
-    // A hash prefix.
-    let prefix = r.to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CliError::invalid(format!(
-            "error: `{r}` is not an artifact reference\n  = help: give a hash (or a prefix of at least 4 hex digits), `RUN/STEP.OUTPUT`, or a path"
-        )));
-    }
-    let found = db.artifacts_with_prefix(&prefix, 10).await?;
-    match found.len() {
-        0 => Err(CliError::invalid(format!(
-            "error: no artifact hash starts with `{r}`"
-        ))),
-        1 => Ok(found[0].clone()),
-        _ => Err(CliError::invalid(format!(
-            "error: `{r}` is ambiguous: {}\n  = help: give more digits",
-            found
-                .iter()
-                .map(|h| short(h))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
-    }
+    Ok(resolved.hash)
 }
 
 async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
@@ -100,7 +77,7 @@ async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
 
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     let ws = open_read(g).await?;
-    let hash = resolve_ref(&ws, &args.reference).await?;
+    let hash = artifact(&ws, &args.reference).await?;
     let db = &ws.db;
     let depth = args.depth.clamp(1, 10_000);
     let edges: Vec<LineageEdge> = if args.down {

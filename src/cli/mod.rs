@@ -80,6 +80,18 @@ impl From<crate::lineage::LineageError> for CliError {
     }
 }
 
+impl From<crate::lineage::RefError> for CliError {
+    fn from(e: crate::lineage::RefError) -> Self {
+        if e.is_database() {
+            return CliError::failed(format!("error: {e}"));
+        }
+        match e.help() {
+            Some(help) => CliError::invalid(format!("error: {e}\n  = help: {help}")),
+            None => CliError::invalid(format!("error: {e}")),
+        }
+    }
+}
+
 impl From<crate::workspace::WorkspaceError> for CliError {
     fn from(e: crate::workspace::WorkspaceError) -> Self {
         let hint = match e {

@@ -5,7 +5,7 @@
 //! milliseconds.
 
 use super::{
-    FacetRow, LineageError, Metric, ParamRow, ReadDb, RunFilter, RunInputRow, RunRow,
+    ArtifactRef, FacetRow, LineageError, Metric, ParamRow, ReadDb, RunFilter, RunInputRow, RunRow,
     RunSummaryRow, SearchHit, SlotRow, StepRunRow, ids_json,
 };
 
@@ -237,10 +237,11 @@ impl ReadDb {
         if q.is_empty() {
             return Ok(hits);
         }
-        if let Some((run, rest)) = q.split_once('/')
-            && let Ok(run_id) = run.parse::<i64>()
-            && let Some((step, slot)) = rest.rsplit_once('.')
-            && let Some(h) = self.output_of_run(run_id, step, slot).await?
+        // `RUN/STEP.OUTPUT`, with any run form; a run that does not resolve is
+        // simply no hit (search is forgiving, resolution is not).
+        if let ArtifactRef::Output { run, step, slot } = ArtifactRef::parse(q)
+            && let Ok(run_id) = self.resolve_run(&run).await
+            && let Some(h) = self.output_of_run(run_id, &step, &slot).await?
         {
             hits.push(SearchHit {
                 artifact_hash: h,

@@ -935,3 +935,86 @@ fn every_command_that_takes_a_run_accepts_a_number_latest_and_latest_of_a_workfl
         stderr(&out)
     );
 }
+
+/// A workflow shaped like the flagship's ancestry: `items` feeds both `impute`
+/// and `graph`, and `graph` reads `impute`'s output beside it.
+const SHARED_INPUT: &str = r#"
+name: shared
+inputs:
+  events: data/events.txt
+  items: data/items.txt
+steps:
+  impute:
+    plugin: join
+    inputs: { a: inputs.events, b: inputs.items }
+  graph:
+    plugin: join
+    inputs: { a: impute.out, b: inputs.items }
+  train:
+    plugin: upper
+    inputs: { src: graph.out }
+"#;
+
+/// `text` with every 12-digit short hash of `names` replaced by its name.
+fn name_hashes(text: &str, names: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (name, hash) in names {
+        out = out.replace(&hash[..12], &format!("[{name}]"));
+    }
+    out
+}
+
+#[test]
+fn lineage_prints_each_ancestor_under_the_artifact_it_made_and_a_shared_one_once() {
+    // Regression: the subtree of `graph`'s first input (`impute`'s table) was printed
+    // after, and so visually under, its sibling `items`, and `items` was traced twice.
+    let ws = Ws::new();
+    ws.write("workflows/data/events.txt", "click\nview\n");
+    ws.write("workflows/data/items.txt", "i1\ni2\n");
+    ws.write("workflows/shared.yaml", SHARED_INPUT);
+    let (code, j) = ws.run_json("workflows/shared.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let out_of = |s: &str, slot: &str| step(&j, s)["outputs"][slot].as_str().unwrap().to_owned();
+    let (table, graph, model) = (
+        out_of("impute", "out"),
+        out_of("graph", "out"),
+        out_of("train", "out"),
+    );
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ws.run(&["show", "1", "--json"]).stdout).unwrap();
+    let impute_inputs = &shown["steps"][0]["inputs"];
+    let events = impute_inputs["a"].as_str().unwrap().to_owned();
+    let items = impute_inputs["b"].as_str().unwrap().to_owned();
+    let names = [
+        ("events", events.as_str()),
+        ("items", items.as_str()),
+        ("table", table.as_str()),
+        ("graph", graph.as_str()),
+        ("model", model.as_str()),
+    ];
+    let out = ws.run(&["lineage", "1/train.out", "--up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ids: Vec<i64> = ["impute", "graph", "train"]
+        .iter()
+        .map(|s| step(&j, s)["step_run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        name_hashes(&stdout(&out), &names),
+        format!(
+            "[model] (table)
+  made by step `train` (run 1, step run {train})
+    facet rows: {{\"in\":1,\"out\":1}}
+    ← src: [graph] (file)
+      made by step `graph` (run 1, step run {graph})
+        ← a: [table] (file)
+          made by step `impute` (run 1, step run {impute})
+            ← a: [events] (file) = input `events` `workflows/data/events.txt`
+            ← b: [items] (file) = input `items` `workflows/data/items.txt`
+        ← b: [items] (file) = input `items` `workflows/data/items.txt` (see above)
+",
+            impute = ids[0],
+            graph = ids[1],
+            train = ids[2],
+        )
+    );
+}

@@ -2,9 +2,11 @@
 //! resolution it shares with `pedigree tui --artifact` (the language itself is
 //! `lineage::reference`; this adds hashing a path through the stat cache).
 
+use std::collections::{HashMap, HashSet};
+
 use super::{CliError, Exit, Global, open_read, print_json};
 use crate::engine::key::short;
-use crate::lineage::{ArtifactRef, LineageEdge, PathContent, ReadDb, Via};
+use crate::lineage::{ArtifactRef, FacetRow, LineageEdge, PathContent, ReadDb, Via};
 use crate::workspace::ReadWorkspace;
 
 #[derive(Debug, clap::Args)]
@@ -61,6 +63,37 @@ pub(super) async fn artifact(ws: &ReadWorkspace, text: &str) -> Result<String, C
     Ok(resolved.hash)
 }
 
+/// What the tree prints about each artifact and step run, read up front.
+struct Facts {
+    described: HashMap<String, String>,
+    facets: HashMap<i64, Vec<FacetRow>>,
+}
+
+impl Facts {
+    async fn read(db: &ReadDb, root: &str, edges: &[LineageEdge]) -> Result<Facts, CliError> {
+        let mut described = HashMap::new();
+        for h in std::iter::once(root).chain(edges.iter().map(|e| e.to_hash.as_str())) {
+            if !described.contains_key(h) {
+                described.insert(h.to_owned(), describe(db, h).await?);
+            }
+        }
+        let mut facets = HashMap::new();
+        for e in edges {
+            if let std::collections::hash_map::Entry::Vacant(v) = facets.entry(e.step_run_id) {
+                v.insert(db.facets_of(e.step_run_id).await?);
+            }
+        }
+        Ok(Facts { described, facets })
+    }
+
+    fn describe(&self, hash: &str) -> String {
+        self.described
+            .get(hash)
+            .cloned()
+            .unwrap_or_else(|| short(hash))
+    }
+}
+
 async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
     let kind = db
         .artifact(hash)
@@ -75,6 +108,81 @@ async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
     Ok(format!("{} ({kind}){src}", short(hash)))
 }
 
+/// The human tree of `edges` from `root`, one line per element. Each step run
+/// sits under the artifact it made (going up) or read (going down), with its
+/// facets and its other side below it; each artifact's own subtree follows its
+/// line directly. An artifact reached a second time (a DAG shares it) is printed
+/// with `(see above)` and not followed again.
+fn tree(root: &str, edges: &[LineageEdge], down: bool, facts: &Facts) -> Vec<String> {
+    enum Item<'a> {
+        /// Print the step runs on the far side of an artifact, at a level.
+        Expand(&'a str, usize),
+        /// Print one edge's far artifact (and then expand it, the first time).
+        Edge(&'a LineageEdge, usize),
+        /// Print a step run's header and facets.
+        Lines(Vec<String>),
+    }
+    let mut out = Vec::new();
+    let mut printed: HashSet<&str> = HashSet::from([root]);
+    let mut stack = vec![Item::Expand(root, 1)];
+    while let Some(item) = stack.pop() {
+        match item {
+            Item::Expand(h, level) => {
+                let mut near: Vec<&LineageEdge> =
+                    edges.iter().filter(|e| e.from_hash == h).collect();
+                near.sort_by(|a, b| {
+                    (a.step_run_id, &a.slot_to, &a.to_hash).cmp(&(
+                        b.step_run_id,
+                        &b.slot_to,
+                        &b.to_hash,
+                    ))
+                });
+                let pad = "  ".repeat(level);
+                let mut later: Vec<Item> = Vec::new();
+                let mut last_sr = None;
+                for e in near {
+                    if last_sr != Some(e.step_run_id) {
+                        let arrow = if down { "read by" } else { "made by" };
+                        let mut header = vec![format!(
+                            "{pad}{arrow} step `{}` (run {}, step run {})",
+                            e.step, e.run_id, e.step_run_id
+                        )];
+                        for f in facts.facets.get(&e.step_run_id).into_iter().flatten() {
+                            header.push(format!(
+                                "{pad}  facet {}: {}",
+                                f.name,
+                                crate::spec::value::show(
+                                    &serde_json::from_str(&f.json).unwrap_or_default()
+                                )
+                            ));
+                        }
+                        later.push(Item::Lines(header));
+                        last_sr = Some(e.step_run_id);
+                    }
+                    later.push(Item::Edge(e, level));
+                }
+                stack.extend(later.into_iter().rev());
+            }
+            Item::Lines(lines) => out.extend(lines),
+            Item::Edge(e, level) => {
+                let pad = "  ".repeat(level);
+                let arrow = if down { "→" } else { "←" };
+                let first = printed.insert(e.to_hash.as_str());
+                out.push(format!(
+                    "{pad}  {arrow} {}: {}{}",
+                    e.slot_to,
+                    facts.describe(&e.to_hash),
+                    if first { "" } else { " (see above)" }
+                ));
+                if first {
+                    stack.push(Item::Expand(&e.to_hash, level + 2));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     let ws = open_read(g).await?;
     let hash = artifact(&ws, &args.reference).await?;
@@ -85,7 +193,6 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     } else {
         db.lineage_up(&hash, depth).await?
     };
-    let facets_of = |id| db.facets_of(id);
     if args.json {
         let mut sources = serde_json::Map::new();
         for e in &edges {
@@ -104,7 +211,8 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         }));
         return Ok(Exit::Ok);
     }
-    println!("{}", describe(db, &hash).await?);
+    let facts = Facts::read(db, &hash, &edges).await?;
+    println!("{}", facts.describe(&hash));
     if edges.is_empty() {
         println!(
             "  {}",
@@ -115,45 +223,8 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
             }
         );
     }
-    // Print as an indented tree following edges from the root.
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![(hash.clone(), 1usize)];
-    while let Some((h, level)) = stack.pop() {
-        let mut by_run: Vec<&LineageEdge> = edges.iter().filter(|e| e.from_hash == h).collect();
-        by_run.sort_by_key(|e| std::cmp::Reverse((e.step_run_id, e.slot_to.clone())));
-        let mut last_sr = None;
-        for e in by_run.iter().rev() {
-            let pad = "  ".repeat(level);
-            if last_sr != Some(e.step_run_id) {
-                let arrow = if args.down { "read by" } else { "made by" };
-                println!(
-                    "{pad}{arrow} step `{}` (run {}, step run {})",
-                    e.step, e.run_id, e.step_run_id
-                );
-                for f in facets_of(e.step_run_id).await? {
-                    println!(
-                        "{pad}  facet {}: {}",
-                        f.name,
-                        crate::spec::value::show(
-                            &serde_json::from_str(&f.json).unwrap_or_default()
-                        )
-                    );
-                }
-                last_sr = Some(e.step_run_id);
-            }
-            println!(
-                "{pad}  {} {}",
-                if args.down {
-                    format!("→ {}:", e.slot_to)
-                } else {
-                    format!("← {}:", e.slot_to)
-                },
-                describe(db, &e.to_hash).await?
-            );
-            if seen.insert((e.to_hash.clone(), e.step_run_id)) {
-                stack.push((e.to_hash.clone(), level + 2));
-            }
-        }
+    for line in tree(&hash, &edges, args.down, &facts) {
+        println!("{line}");
     }
     Ok(Exit::Ok)
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use pedigree::lineage::Db;
+use pedigree::lineage::{Db, ReadDb};
 use pedigree::tui::data::{Loaded, Request, load};
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -443,7 +443,7 @@ fn peak_child_rss_mib() -> f64 {
     ru.ru_maxrss as f64 / 1024.0
 }
 
-async fn in_process(db: &Db, req: &Request, reps: usize) -> (f64, Loaded) {
+async fn in_process(db: &ReadDb, req: &Request, reps: usize) -> (f64, Loaded) {
     let mut times = Vec::new();
     let mut last = None;
     for _ in 0..reps {

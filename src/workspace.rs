@@ -1,12 +1,20 @@
 //! The workspace: the folder whose `.pedigree/` holds the store and the lineage
 //! database, and whose `plugins/` holds plugins.
+//!
+//! Two ways to open it: [`Workspace::open`] for commands that write (it creates
+//! `.pedigree/` when asked and migrates the database), [`ReadWorkspace::open`]
+//! for commands that only read (it requires both to exist, and creates,
+//! migrates and writes nothing).
 
 use std::path::{Path, PathBuf};
 
-use crate::lineage::{Db, LineageError};
+use crate::lineage::{Db, LineageError, ReadDb};
 use crate::store::{Store, StoreError};
 
 pub const DIR: &str = ".pedigree";
+
+/// The lineage database's file name under `.pedigree/`.
+pub const DB_FILE: &str = "lineage.db";
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -66,7 +74,7 @@ impl Workspace {
             });
         }
         let store = Store::open(&dot)?;
-        let db = Db::open(&dot.join("lineage.db"), &store.locks_dir()).await?;
+        let db = Db::open(&dot.join(DB_FILE), &store.locks_dir()).await?;
         Ok(Workspace {
             root: root.to_owned(),
             store,
@@ -80,11 +88,48 @@ impl Workspace {
 
     /// A path relative to the workspace root when it is inside it.
     pub fn relative(&self, path: &Path) -> String {
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-        abs.strip_prefix(&self.root)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
+        relative_to(&self.root, path)
     }
+}
+
+/// A workspace opened for reading: its store and a read-only database handle.
+#[derive(Debug, Clone)]
+pub struct ReadWorkspace {
+    pub root: PathBuf,
+    pub store: Store,
+    pub db: ReadDb,
+}
+
+impl ReadWorkspace {
+    /// Open the workspace at `root` for reading. Nothing is created, migrated or
+    /// written: a workspace without `.pedigree/lineage.db` is
+    /// [`WorkspaceError::NotInitialised`].
+    pub async fn open(root: &Path) -> Result<ReadWorkspace, WorkspaceError> {
+        let dot = root.join(DIR);
+        let db_path = dot.join(DB_FILE);
+        if !db_path.is_file() {
+            return Err(WorkspaceError::NotInitialised(root.to_owned()));
+        }
+        let store = Store::open_read_only(&dot)?;
+        let db = ReadDb::open(&db_path).await?;
+        Ok(ReadWorkspace {
+            root: root.to_owned(),
+            store,
+            db,
+        })
+    }
+
+    /// A path relative to the workspace root when it is inside it.
+    pub fn relative(&self, path: &Path) -> String {
+        relative_to(&self.root, path)
+    }
+}
+
+fn relative_to(root: &Path, path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    abs.strip_prefix(root)
+        .map(|p| p.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
 }
 
 /// Take the workspace lock (`.pedigree/locks/workspace.lock`): shared for runs,

@@ -1007,3 +1007,235 @@ fn sigterm_ends_a_run_waiting_for_the_workspace_lock() {
     assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
     drop(lock);
 }
+
+
+#[test]
+fn read_commands_never_migrate_or_write_the_database() {
+    let ws = Ws::new();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let db_path = ws.path().join(".pedigree/lineage.db");
+    // Take the database back to the migration before the newest, as an older
+    // pedigree would have left it.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let applied = || {
+        rt.block_on(async {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&db_path)
+                .read_only(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            let v: Vec<i64> =
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations ORDER BY version")
+                    .fetch_all(&pool)
+                    .await
+                    .unwrap();
+            pool.close().await;
+            v
+        })
+    };
+    let newest = *applied().last().unwrap();
+    rt.block_on(async {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db_path);
+        let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+        for sql in [
+            "DELETE FROM _sqlx_migrations WHERE version = 20261128120000",
+            "DROP INDEX run_inputs_artifact_run",
+            "CREATE INDEX run_inputs_artifact ON run_inputs (artifact_hash)",
+            "PRAGMA wal_checkpoint(TRUNCATE)",
+        ] {
+            sqlx::query(sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+    });
+    assert_eq!(
+        newest, 20261128120000,
+        "the newest migration changed: update this test"
+    );
+    let before = applied();
+    let digest = || {
+        ["lineage.db", "lineage.db-wal"]
+            .iter()
+            .map(|f| std::fs::read(ws.path().join(".pedigree").join(f)).unwrap_or_default())
+            .collect::<Vec<_>>()
+    };
+    let bytes = digest();
+    let up = step(&j, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for args in [
+        vec!["runs"],
+        vec!["show", "latest"],
+        vec!["log", "1", "up"],
+        vec!["diff", "1", "1"],
+        vec!["lineage", "1/both.out"],
+        vec!["lineage", "workflows/data/text.txt", "--down"],
+        vec!["lineage", &up[..8]],
+        vec!["tui", "--once"],
+    ] {
+        let out = ws.run(&args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        assert_eq!(
+            applied(),
+            before,
+            "`{}` migrated the database",
+            args.join(" ")
+        );
+        assert!(bytes == digest(), "`{}` wrote the database", args.join(" "));
+    }
+}
+
+#[test]
+fn every_command_that_takes_a_run_accepts_a_number_latest_and_latest_of_a_workflow() {
+    // Regression: `show latest` worked but `lineage latest/STEP.OUTPUT` was refused.
+    let ws = Ws::new();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    // A second workflow's run is the newest: `latest` and `latest:chain` differ.
+    ws.write(
+        "workflows/other.yaml",
+        "name: other\ninputs: { text: data/text.txt }\nsteps:\n  up:\n    plugin: upper\n    inputs: { src: inputs.text }\n",
+    );
+    let (code, other) = ws.run_json("workflows/other.yaml", &[]);
+    assert_eq!(code, 0, "{other}");
+    let both = step(&j, "both")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let other_up = step(&other, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (reference, hash) in [
+        ("1/both.out", &both),
+        ("latest:chain/both.out", &both),
+        ("latest/up.out", &other_up),
+    ] {
+        let out = ws.run(&["lineage", reference, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "{reference}: {}", stderr(&out));
+        let l: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(l["artifact"], hash.as_str(), "{reference}");
+        let out = ws.run(&["tui", "--once", "--artifact", reference]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "tui {reference}: {}",
+            stderr(&out)
+        );
+    }
+    for (run, id) in [
+        ("1", 1),
+        ("latest", 2),
+        ("latest:chain", 1),
+        ("latest:other", 2),
+    ] {
+        let out = ws.run(&["show", run, "--json"]);
+        assert_eq!(out.status.code(), Some(0), "show {run}: {}", stderr(&out));
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(shown["run"]["id"], id, "show {run}");
+        let out = ws.run(&["log", run, "up"]);
+        assert_eq!(out.status.code(), Some(0), "log {run}: {}", stderr(&out));
+        let out = ws.run(&["diff", run, "1"]);
+        assert_eq!(out.status.code(), Some(0), "diff {run}: {}", stderr(&out));
+    }
+    let out = ws.run(&["show", "latest:nothing"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("workflow `nothing` has no runs"),
+        "{}",
+        stderr(&out)
+    );
+    let out = ws.run(&["lineage", "7/both.out"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("there is no run 7"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+/// A workflow shaped like the flagship's ancestry: `items` feeds both `impute`
+/// and `graph`, and `graph` reads `impute`'s output beside it.
+const SHARED_INPUT: &str = r#"
+name: shared
+inputs:
+  events: data/events.txt
+  items: data/items.txt
+steps:
+  impute:
+    plugin: join
+    inputs: { a: inputs.events, b: inputs.items }
+  graph:
+    plugin: join
+    inputs: { a: impute.out, b: inputs.items }
+  train:
+    plugin: upper
+    inputs: { src: graph.out }
+"#;
+
+/// `text` with every 12-digit short hash of `names` replaced by its name.
+fn name_hashes(text: &str, names: &[(&str, &str)]) -> String {
+    let mut out = text.to_owned();
+    for (name, hash) in names {
+        out = out.replace(&hash[..12], &format!("[{name}]"));
+    }
+    out
+}
+
+#[test]
+fn lineage_prints_each_ancestor_under_the_artifact_it_made_and_a_shared_one_once() {
+    // Regression: the subtree of `graph`'s first input (`impute`'s table) was printed
+    // after, and so visually under, its sibling `items`, and `items` was traced twice.
+    let ws = Ws::new();
+    ws.write("workflows/data/events.txt", "click\nview\n");
+    ws.write("workflows/data/items.txt", "i1\ni2\n");
+    ws.write("workflows/shared.yaml", SHARED_INPUT);
+    let (code, j) = ws.run_json("workflows/shared.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    let out_of = |s: &str, slot: &str| step(&j, s)["outputs"][slot].as_str().unwrap().to_owned();
+    let (table, graph, model) = (
+        out_of("impute", "out"),
+        out_of("graph", "out"),
+        out_of("train", "out"),
+    );
+    let shown: serde_json::Value =
+        serde_json::from_slice(&ws.run(&["show", "1", "--json"]).stdout).unwrap();
+    let impute_inputs = &shown["steps"][0]["inputs"];
+    let events = impute_inputs["a"].as_str().unwrap().to_owned();
+    let items = impute_inputs["b"].as_str().unwrap().to_owned();
+    let names = [
+        ("events", events.as_str()),
+        ("items", items.as_str()),
+        ("table", table.as_str()),
+        ("graph", graph.as_str()),
+        ("model", model.as_str()),
+    ];
+    let out = ws.run(&["lineage", "1/train.out", "--up"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let ids: Vec<i64> = ["impute", "graph", "train"]
+        .iter()
+        .map(|s| step(&j, s)["step_run_id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        name_hashes(&stdout(&out), &names),
+        format!(
+            "[model] (table)
+  made by step `train` (run 1, step run {train})
+    facet rows: {{\"in\":1,\"out\":1}}
+    ← src: [graph] (file)
+      made by step `graph` (run 1, step run {graph})
+        ← a: [table] (file)
+          made by step `impute` (run 1, step run {impute})
+            ← a: [events] (file) = input `events` `workflows/data/events.txt`
+            ← b: [items] (file) = input `items` `workflows/data/items.txt`
+        ← b: [items] (file) = input `items` `workflows/data/items.txt` (see above)
+",
+            impute = ids[0],
+            graph = ids[1],
+            train = ids[2],
+        )
+    );
+}

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use pedigree::lineage::Db;
+use pedigree::lineage::{Db, ReadDb, Status};
 use pedigree::tui::app::{App, Event, Key, Screen, update};
 use pedigree::tui::data::{Incoming, Loader};
 use pedigree::tui::{buffer_text, press, render, settle};
@@ -115,7 +115,7 @@ async fn pin_times(ws: &Ws) {
     db.close().await;
 }
 
-async fn read_db(ws: &Ws) -> Db {
+async fn read_db(ws: &Ws) -> ReadDb {
     Db::open_read_only(&ws.path().join(".pedigree/lineage.db"))
         .await
         .unwrap()
@@ -124,7 +124,7 @@ async fn read_db(ws: &Ws) -> Db {
 /// Open the app on `screen` requests, answer them, press `keys`, draw. Step keys
 /// are masked (same width): they change whenever the key derivation does, which is
 /// not what these snapshots pin.
-async fn screen(db: &Db, setup: impl FnOnce(&mut App), keys: &[Key], w: u16, h: u16) -> String {
+async fn screen(db: &ReadDb, setup: impl FnOnce(&mut App), keys: &[Key], w: u16, h: u16) -> String {
     let mut app = App::new();
     setup(&mut app);
     app.pending.clear();
@@ -144,7 +144,7 @@ async fn screen(db: &Db, setup: impl FnOnce(&mut App), keys: &[Key], w: u16, h: 
     text
 }
 
-async fn hash_of(db: &Db, query: &str) -> String {
+async fn hash_of(db: &ReadDb, query: &str) -> String {
     db.search_artifacts(query, 5).await.unwrap()[0]
         .artifact_hash
         .clone()
@@ -382,7 +382,7 @@ fn pump(
             app.runs
                 .rows
                 .iter()
-                .map(|r| (r.run.id, r.run.status.clone()))
+                .map(|r| (r.run.id, r.run.status))
                 .collect::<Vec<_>>()
         );
         match rx.recv_timeout(Duration::from_millis(200)) {
@@ -434,7 +434,7 @@ fn a_run_in_progress_updates_live_through_the_reader_thread() {
         a.runs
             .rows
             .first()
-            .is_some_and(|r| r.run.id == 2 && r.run.status == "running")
+            .is_some_and(|r| r.run.id == 2 && r.run.status == Status::Running)
     });
     // Open it while it runs: the Run screen refreshes on ticks until it finishes.
     for r in update(&mut app, Event::Key(Key::Enter)) {
@@ -444,13 +444,13 @@ fn a_run_in_progress_updates_live_through_the_reader_thread() {
         &mut app,
         &loader,
         &rx,
-        |a| matches!(a.top(), Screen::Run(r) if r.detail.as_ref().is_some_and(|d| d.run.run.status == "running")),
+        |a| matches!(a.top(), Screen::Run(r) if r.detail.as_ref().is_some_and(|d| d.run.run.status == Status::Running)),
     );
     pump(
         &mut app,
         &loader,
         &rx,
-        |a| matches!(a.top(), Screen::Run(r) if r.detail.as_ref().is_some_and(|d| d.run.run.status == "succeeded" && d.steps.len() == 3)),
+        |a| matches!(a.top(), Screen::Run(r) if r.detail.as_ref().is_some_and(|d| d.run.run.status == Status::Succeeded && d.steps.len() == 3)),
     );
     assert!(child.wait().unwrap().success());
 }

@@ -1,13 +1,18 @@
-//! `pedigree lineage REF [--up|--down] [--depth N]`.
+//! `pedigree lineage REF [--up|--down] [--depth N]`, and the artifact REF
+//! resolution it shares with `pedigree tui --artifact` (the language itself is
+//! `lineage::reference`; this adds hashing a path through the stat cache).
 
-use super::{CliError, Exit, Global, open_existing, print_json};
+use std::collections::{HashMap, HashSet};
+
+use super::{CliError, Exit, Global, open_read, print_json};
 use crate::engine::key::short;
-use crate::lineage::{Db, LineageEdge};
-use crate::workspace::Workspace;
+use crate::lineage::{ArtifactRef, FacetRow, LineageEdge, PathContent, ReadDb, Via};
+use crate::workspace::ReadWorkspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// An artifact hash or unique prefix, `RUN/STEP.OUTPUT`, or a workspace file path.
+    /// An artifact: a hash or unique prefix, `RUN/STEP.OUTPUT` (RUN a number, `latest` or
+    /// `latest:WORKFLOW`), a workspace path, or a release `NAME[@VERSION]`.
     #[arg(value_name = "REF")]
     pub reference: String,
     /// Trace upward to the raw inputs (the default).
@@ -23,69 +28,73 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Resolve a REF to an artifact hash.
-pub(super) async fn resolve_ref(ws: &Workspace, r: &str) -> Result<String, CliError> {
-    let db = &ws.db;
-    // RUN/STEP.OUTPUT
-    if let Some((run, rest)) = r.split_once('/')
-        && let Ok(run_id) = run.parse::<i64>()
-        && let Some((step, slot)) = rest.rsplit_once('.')
-    {
-        return db.output_of_run(run_id, step, slot).await?.ok_or_else(|| {
-            CliError::invalid(format!("error: run {run_id} recorded no output `{slot}` of step `{step}`\n  = help: `pedigree show {run_id}` lists its steps and outputs"))
-        });
-    }
-    // A path in the workspace.
-    let p = std::path::Path::new(r);
-    if p.exists() {
-        let hash = async {
-            let mut stat = crate::engine::hashing::StatCache::load(db).await?;
-            let h = stat.hash_path(p).await?;
-            stat.flush(db).await?;
-            Ok::<_, crate::engine::hashing::HashError>(h)
-        };
-        let h = hash
-            .await
-            .map_err(|e| CliError::failed(format!("error: {e}")))?;
-        if db.artifact(&h.hash).await?.is_some() {
-            return Ok(h.hash);
+/// Resolve an artifact REF to its hash. An existing path is hashed (through the
+/// stat cache, read only: nothing is written back).
+pub(super) async fn artifact(ws: &ReadWorkspace, text: &str) -> Result<String, CliError> {
+    let r = ArtifactRef::parse(text);
+    let path = match &r {
+        ArtifactRef::Text(t) => {
+            let p = std::path::Path::new(t);
+            let hash = if p.exists() {
+                let mut stat = crate::engine::hashing::StatCache::load(&ws.db)
+                    .await
+                    .map_err(|e| CliError::failed(format!("error: {e}")))?;
+                let h = stat
+                    .hash_path(p)
+                    .await
+                    .map_err(|e| CliError::failed(format!("error: {e}")))?;
+                Some(h.hash)
+            } else {
+                None
+            };
+            Some(PathContent {
+                relative: ws.relative(p),
+                hash,
+            })
         }
-        if let Some(h) = db.input_at_path(&ws.relative(p)).await? {
-            eprintln!(
-                "note: `{r}` changed since it was last used; showing the version last recorded"
-            );
-            return Ok(h);
+        ArtifactRef::Output { .. } => None,
+    };
+    let resolved = ws.db.resolve_ref(&r, path.as_ref()).await?;
+    if resolved.via == (Via::RecordedPath { changed: true }) {
+        eprintln!(
+            "note: `{text}` changed since it was last used; showing the version last recorded"
+        );
+    }
+    Ok(resolved.hash)
+}
+
+/// What the tree prints about each artifact and step run, read up front.
+struct Facts {
+    described: HashMap<String, String>,
+    facets: HashMap<i64, Vec<FacetRow>>,
+}
+
+impl Facts {
+    async fn read(db: &ReadDb, root: &str, edges: &[LineageEdge]) -> Result<Facts, CliError> {
+        let mut described = HashMap::new();
+        for h in std::iter::once(root).chain(edges.iter().map(|e| e.to_hash.as_str())) {
+            if !described.contains_key(h) {
+                described.insert(h.to_owned(), describe(db, h).await?);
+            }
         }
-        return Err(CliError::invalid(format!(
-            "error: `{r}` (content {}) is not in the lineage database\n  = help: it has not been used or produced by any run in this workspace",
-            short(&h.hash)
-        )));
+        let mut facets = HashMap::new();
+        for e in edges {
+            if let std::collections::hash_map::Entry::Vacant(v) = facets.entry(e.step_run_id) {
+                v.insert(db.facets_of(e.step_run_id).await?);
+            }
+        }
+        Ok(Facts { described, facets })
     }
-    // A hash prefix.
-    let prefix = r.to_ascii_lowercase();
-    if prefix.len() < 4 || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
-        return Err(CliError::invalid(format!(
-            "error: `{r}` is not an artifact reference\n  = help: give a hash (or a prefix of at least 4 hex digits), `RUN/STEP.OUTPUT`, or a path"
-        )));
-    }
-    let found = db.artifacts_with_prefix(&prefix, 10).await?;
-    match found.len() {
-        0 => Err(CliError::invalid(format!(
-            "error: no artifact hash starts with `{r}`"
-        ))),
-        1 => Ok(found[0].clone()),
-        _ => Err(CliError::invalid(format!(
-            "error: `{r}` is ambiguous: {}\n  = help: give more digits",
-            found
-                .iter()
-                .map(|h| short(h))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))),
+
+    fn describe(&self, hash: &str) -> String {
+        self.described
+            .get(hash)
+            .cloned()
+            .unwrap_or_else(|| short(hash))
     }
 }
 
-async fn describe(db: &Db, hash: &str) -> Result<String, CliError> {
+async fn describe(db: &ReadDb, hash: &str) -> Result<String, CliError> {
     let kind = db
         .artifact(hash)
         .await?
@@ -99,9 +108,84 @@ async fn describe(db: &Db, hash: &str) -> Result<String, CliError> {
     Ok(format!("{} ({kind}){src}", short(hash)))
 }
 
+/// The human tree of `edges` from `root`, one line per element. Each step run
+/// sits under the artifact it made (going up) or read (going down), with its
+/// facets and its other side below it; each artifact's own subtree follows its
+/// line directly. An artifact reached a second time (a DAG shares it) is printed
+/// with `(see above)` and not followed again.
+fn tree(root: &str, edges: &[LineageEdge], down: bool, facts: &Facts) -> Vec<String> {
+    enum Item<'a> {
+        /// Print the step runs on the far side of an artifact, at a level.
+        Expand(&'a str, usize),
+        /// Print one edge's far artifact (and then expand it, the first time).
+        Edge(&'a LineageEdge, usize),
+        /// Print a step run's header and facets.
+        Lines(Vec<String>),
+    }
+    let mut out = Vec::new();
+    let mut printed: HashSet<&str> = HashSet::from([root]);
+    let mut stack = vec![Item::Expand(root, 1)];
+    while let Some(item) = stack.pop() {
+        match item {
+            Item::Expand(h, level) => {
+                let mut near: Vec<&LineageEdge> =
+                    edges.iter().filter(|e| e.from_hash == h).collect();
+                near.sort_by(|a, b| {
+                    (a.step_run_id, &a.slot_to, &a.to_hash).cmp(&(
+                        b.step_run_id,
+                        &b.slot_to,
+                        &b.to_hash,
+                    ))
+                });
+                let pad = "  ".repeat(level);
+                let mut later: Vec<Item> = Vec::new();
+                let mut last_sr = None;
+                for e in near {
+                    if last_sr != Some(e.step_run_id) {
+                        let arrow = if down { "read by" } else { "made by" };
+                        let mut header = vec![format!(
+                            "{pad}{arrow} step `{}` (run {}, step run {})",
+                            e.step, e.run_id, e.step_run_id
+                        )];
+                        for f in facts.facets.get(&e.step_run_id).into_iter().flatten() {
+                            header.push(format!(
+                                "{pad}  facet {}: {}",
+                                f.name,
+                                crate::spec::value::show(
+                                    &serde_json::from_str(&f.json).unwrap_or_default()
+                                )
+                            ));
+                        }
+                        later.push(Item::Lines(header));
+                        last_sr = Some(e.step_run_id);
+                    }
+                    later.push(Item::Edge(e, level));
+                }
+                stack.extend(later.into_iter().rev());
+            }
+            Item::Lines(lines) => out.extend(lines),
+            Item::Edge(e, level) => {
+                let pad = "  ".repeat(level);
+                let arrow = if down { "→" } else { "←" };
+                let first = printed.insert(e.to_hash.as_str());
+                out.push(format!(
+                    "{pad}  {arrow} {}: {}{}",
+                    e.slot_to,
+                    facts.describe(&e.to_hash),
+                    if first { "" } else { " (see above)" }
+                ));
+                if first {
+                    stack.push(Item::Expand(&e.to_hash, level + 2));
+                }
+            }
+        }
+    }
+    out
+}
+
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
-    let hash = resolve_ref(&ws, &args.reference).await?;
+    let ws = open_read(g).await?;
+    let hash = artifact(&ws, &args.reference).await?;
     let db = &ws.db;
     let depth = args.depth.clamp(1, 10_000);
     let edges: Vec<LineageEdge> = if args.down {
@@ -109,7 +193,6 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     } else {
         db.lineage_up(&hash, depth).await?
     };
-    let facets_of = |id| db.facets_of(id);
     if args.json {
         let mut sources = serde_json::Map::new();
         for e in &edges {
@@ -128,7 +211,8 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         }));
         return Ok(Exit::Ok);
     }
-    println!("{}", describe(db, &hash).await?);
+    let facts = Facts::read(db, &hash, &edges).await?;
+    println!("{}", facts.describe(&hash));
     if edges.is_empty() {
         println!(
             "  {}",
@@ -139,45 +223,8 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
             }
         );
     }
-    // Print as an indented tree following edges from the root.
-    let mut seen = std::collections::HashSet::new();
-    let mut stack = vec![(hash.clone(), 1usize)];
-    while let Some((h, level)) = stack.pop() {
-        let mut by_run: Vec<&LineageEdge> = edges.iter().filter(|e| e.from_hash == h).collect();
-        by_run.sort_by_key(|e| std::cmp::Reverse((e.step_run_id, e.slot_to.clone())));
-        let mut last_sr = None;
-        for e in by_run.iter().rev() {
-            let pad = "  ".repeat(level);
-            if last_sr != Some(e.step_run_id) {
-                let arrow = if args.down { "read by" } else { "made by" };
-                println!(
-                    "{pad}{arrow} step `{}` (run {}, step run {})",
-                    e.step, e.run_id, e.step_run_id
-                );
-                for f in facets_of(e.step_run_id).await? {
-                    println!(
-                        "{pad}  facet {}: {}",
-                        f.name,
-                        crate::spec::value::show(
-                            &serde_json::from_str(&f.json).unwrap_or_default()
-                        )
-                    );
-                }
-                last_sr = Some(e.step_run_id);
-            }
-            println!(
-                "{pad}  {} {}",
-                if args.down {
-                    format!("→ {}:", e.slot_to)
-                } else {
-                    format!("← {}:", e.slot_to)
-                },
-                describe(db, &e.to_hash).await?
-            );
-            if seen.insert((e.to_hash.clone(), e.step_run_id)) {
-                stack.push((e.to_hash.clone(), level + 2));
-            }
-        }
+    for line in tree(&hash, &edges, args.down, &facts) {
+        println!("{line}");
     }
     Ok(Exit::Ok)
 }

@@ -20,7 +20,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::diag::Diagnostic;
-use crate::workspace::{self, Workspace, WorkspaceError};
+use crate::workspace::{self, ReadWorkspace, Workspace, WorkspaceError};
 
 /// Exit codes: 0 success, 1 a failure (a step failed, verification found problems, the
 /// database or store failed), 2 invalid workflow or usage, 130 interrupted.
@@ -122,6 +122,18 @@ impl From<crate::lineage::LineageError> for CliError {
     fn from(e: crate::lineage::LineageError) -> Self {
         CliError {
             source: CliSource::Lineage(e),
+        }
+    }
+}
+
+impl From<crate::lineage::RefError> for CliError {
+    fn from(e: crate::lineage::RefError) -> Self {
+        if e.is_database() {
+            return CliError::failed(format!("error: {e}"));
+        }
+        match e.help() {
+            Some(help) => CliError::invalid(format!("error: {e}\n  = help: {help}")),
+            None => CliError::invalid(format!("error: {e}")),
         }
     }
 }
@@ -306,10 +318,19 @@ fn restore_sigpipe() {
     }
 }
 
-/// Open the workspace for a command that reads it (no creation).
+/// Open an existing workspace for a command that writes it (gc): no creation,
+/// but the database is migrated.
 pub async fn open_existing(g: &Global) -> Result<Workspace, CliError> {
     let root = workspace::find_root(g.workspace.as_deref())?;
     Ok(Workspace::open(&root, false).await?)
+}
+
+/// Open an existing workspace for a command that only reads it (`runs`, `show`,
+/// `log`, `diff`, `lineage`, `tui`, and `recommend`/`verify` once they switch):
+/// nothing is created, migrated or written.
+pub async fn open_read(g: &Global) -> Result<ReadWorkspace, CliError> {
+    let root = workspace::find_root(g.workspace.as_deref())?;
+    Ok(ReadWorkspace::open(&root).await?)
 }
 
 /// Print JSON to stdout.

@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{CliError, Exit, Global, human_duration, open_existing, print_json};
+use super::{CliError, Exit, Global, human_duration, open_read, print_json};
 use crate::engine::key::short;
-use crate::lineage::{Db, StepRunRow, time};
+use crate::lineage::{ReadDb, RunRow, StepRunRow, time};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -20,7 +20,7 @@ pub struct RunsArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct ShowArgs {
-    /// A run id (`pedigree runs` lists them), or `latest`.
+    /// A run id (`pedigree runs` lists them), `latest`, or `latest:WORKFLOW`.
     pub run: String,
     #[arg(long)]
     pub json: bool,
@@ -28,7 +28,7 @@ pub struct ShowArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct LogArgs {
-    /// A run id, or `latest`.
+    /// A run id, `latest`, or `latest:WORKFLOW`.
     pub run: String,
     /// The step whose output to print.
     pub step: String,
@@ -36,28 +36,27 @@ pub struct LogArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct DiffArgs {
+    /// A run id, `latest`, or `latest:WORKFLOW`.
     pub run_a: String,
+    /// The run to compare it with, in the same forms.
     pub run_b: String,
     #[arg(long)]
     pub json: bool,
 }
 
-pub(super) async fn run_id(db: &Db, text: &str) -> Result<i64, CliError> {
-    if text == "latest" {
-        return db
-            .latest_run_id()
-            .await?
-            .ok_or_else(|| CliError::invalid("error: there are no runs yet"));
-    }
-    let id: i64 = text
-        .parse()
-        .map_err(|_| CliError::invalid(format!("error: `{text}` is not a run id\n  = help: run ids are numbers; `pedigree runs` lists them")))?;
-    if db.run(id).await?.is_none() {
-        return Err(CliError::invalid(format!(
-            "error: there is no run {id}\n  = help: `pedigree runs` lists the runs"
-        )));
-    }
-    Ok(id)
+/// The run a command names: a number, `latest` or `latest:WORKFLOW`.
+pub(super) async fn run_id(db: &ReadDb, text: &str) -> Result<i64, CliError> {
+    Ok(db.run_ref(text).await?)
+}
+
+/// The run a command names, with its row.
+async fn run_row(db: &ReadDb, text: &str) -> Result<(i64, RunRow), CliError> {
+    let id = run_id(db, text).await?;
+    let row = db
+        .run(id)
+        .await?
+        .ok_or(crate::lineage::RefError::NoRun(id))?;
+    Ok((id, row))
 }
 
 fn duration(start: &str, end: Option<&str>) -> String {
@@ -68,7 +67,7 @@ fn duration(start: &str, end: Option<&str>) -> String {
 }
 
 pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let rows = ws.db.runs(args.limit, args.workflow.as_deref()).await?;
     if args.json {
         print_json(&rows);
@@ -99,10 +98,9 @@ pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let db = &ws.db;
-    let id = run_id(db, &args.run).await?;
-    let run = db.run(id).await?.expect("checked");
+    let (id, run) = run_row(db, &args.run).await?;
     let steps = db.step_runs(id).await?;
     let mut detailed = Vec::new();
     for s in &steps {
@@ -180,7 +178,7 @@ pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
     Ok(Exit::Ok)
 }
 
-async fn find_step(db: &Db, run: i64, step: &str) -> Result<StepRunRow, CliError> {
+async fn find_step(db: &ReadDb, run: i64, step: &str) -> Result<StepRunRow, CliError> {
     let steps = db.step_runs(run).await?;
     let names: Vec<String> = steps.iter().map(|s| s.step.clone()).collect();
     steps
@@ -196,7 +194,7 @@ async fn find_step(db: &Db, run: i64, step: &str) -> Result<StepRunRow, CliError
 }
 
 pub async fn log(args: LogArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let id = run_id(&ws.db, &args.run).await?;
     let mut s = find_step(&ws.db, id, &args.step).await?;
     if let Some(from) = s.cached_from {
@@ -225,12 +223,10 @@ pub async fn log(args: LogArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 pub async fn diff(args: DiffArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let db = &ws.db;
-    let a = run_id(db, &args.run_a).await?;
-    let b = run_id(db, &args.run_b).await?;
-    let ra = db.run(a).await?.expect("checked");
-    let rb = db.run(b).await?.expect("checked");
+    let (a, ra) = run_row(db, &args.run_a).await?;
+    let (b, rb) = run_row(db, &args.run_b).await?;
     let mut lines = Vec::new();
     if ra.params_json != rb.params_json {
         lines.push(serde_json::json!({"what": "workflow params", "a": ra.params_json, "b": rb.params_json}));
@@ -311,7 +307,7 @@ pub async fn diff(args: DiffArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 async fn step_outputs(
-    db: &Db,
+    db: &ReadDb,
     s: Option<&StepRunRow>,
 ) -> Result<BTreeMap<String, String>, CliError> {
     Ok(match s {
@@ -326,7 +322,10 @@ async fn step_outputs(
 }
 
 /// Metrics without a step number (final values), of the run that computed them.
-async fn final_metrics(db: &Db, s: Option<&StepRunRow>) -> Result<BTreeMap<String, f64>, CliError> {
+async fn final_metrics(
+    db: &ReadDb,
+    s: Option<&StepRunRow>,
+) -> Result<BTreeMap<String, f64>, CliError> {
     Ok(match s {
         Some(s) => db
             .metrics_of(s.cached_from.unwrap_or(s.id))

@@ -1,10 +1,10 @@
 //! `pedigree tui`: the terminal dashboard, or with `--once` one screen printed
 //! as text (for scripts and tests).
 
-use super::{CliError, Exit, Global};
-use crate::lineage::{Db, RunFilter};
+use super::{CliError, Exit, Global, open_read};
+use crate::lineage::{ReadDb, RunFilter};
 use crate::tui::app::App;
-use crate::workspace::{self, WorkspaceError};
+use crate::workspace;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum View {
@@ -22,13 +22,14 @@ pub struct Args {
     /// The screen to open (default: `run` with `--run`, `artifact` with `--artifact`, else `runs`).
     #[arg(long, value_enum)]
     pub view: Option<View>,
-    /// A run id, or `latest`, for the run and metrics screens.
+    /// A run id, `latest`, or `latest:WORKFLOW`, for the run and metrics screens.
     #[arg(long, value_name = "RUN")]
     pub run: Option<String>,
-    /// An artifact: hash or unique prefix, `RUN/STEP.OUTPUT`, a path a run read, or a release.
+    /// An artifact, as `pedigree lineage` takes it: hash or unique prefix, `RUN/STEP.OUTPUT`,
+    /// a workspace path, or a release `NAME[@VERSION]`.
     #[arg(long, value_name = "REF")]
     pub artifact: Option<String>,
-    /// A second run to compare with `--run` on the metrics screen.
+    /// A second run to compare with `--run` on the metrics screen (the same forms).
     #[arg(long, value_name = "RUN")]
     pub compare: Option<String>,
     /// Only runs of this workflow in the runs list.
@@ -48,45 +49,14 @@ pub struct Args {
     pub height: u16,
 }
 
-async fn run_ref(db: &Db, text: &str) -> Result<i64, CliError> {
+async fn run_ref(db: &ReadDb, text: &str) -> Result<i64, CliError> {
     super::runs::run_id(db, text).await
 }
 
-async fn artifact_ref(db: &Db, text: &str) -> Result<String, CliError> {
-    let hits = db.search_artifacts(text, 10).await?;
-    let mut hashes: Vec<&String> = hits.iter().map(|h| &h.artifact_hash).collect();
-    hashes.dedup();
-    match hashes.as_slice() {
-        [] => Err(CliError::invalid(format!(
-            "error: no artifact matches `{text}`\n  = help: give a hash prefix (4+ hex digits), `RUN/STEP.OUTPUT`, a path a run read, or a release name"
-        ))),
-        [one] => Ok((*one).clone()),
-        // An exact match (a full path, `RUN/STEP.OUTPUT`, a release) wins over partial ones.
-        _ => match hits
-            .iter()
-            .find(|h| h.label == text || h.matched == "output")
-        {
-            Some(h) => Ok(h.artifact_hash.clone()),
-            None => Err(CliError::invalid(format!(
-                "error: `{text}` matches {} artifacts: {}\n  = help: give more of the hash or the whole path",
-                hashes.len(),
-                hashes
-                    .iter()
-                    .map(|h| crate::engine::key::short(h))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        },
-    }
-}
-
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
-    let root = workspace::find_root(g.workspace.as_deref())?;
-    let db_path = root.join(workspace::DIR).join("lineage.db");
-    if !db_path.is_file() {
-        return Err(WorkspaceError::NotInitialised(root).into());
-    }
-    let db = Db::open_read_only(&db_path).await?;
+    let ws = open_read(g).await?;
+    let db_path = ws.root.join(workspace::DIR).join(workspace::DB_FILE);
+    let db = ws.db.clone();
     let mut app = App::new();
     app.color = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     app.runs.filter = RunFilter {
@@ -125,7 +95,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
                     "error: `--view artifact` needs `--artifact REF`",
                 ));
             };
-            let hash = artifact_ref(&db, r).await?;
+            let hash = super::lineage::artifact(&ws, r).await?;
             if let Some(run) = run {
                 app.open_run(run, None);
             }

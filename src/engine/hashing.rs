@@ -11,7 +11,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::lineage::{Db, FileHashRow, LineageError};
+use crate::lineage::{Db, FileHashRow, LineageError, ReadDb};
 use crate::store::{self, StoreError, TreeEntry};
 
 /// Files modified more recently than this are never cached by stat.
@@ -48,7 +48,7 @@ pub struct StatCache {
 }
 
 impl StatCache {
-    pub async fn load(db: &Db) -> Result<StatCache, HashError> {
+    pub async fn load(db: &ReadDb) -> Result<StatCache, HashError> {
         Ok(StatCache {
             rows: db.file_hashes().await?,
             fresh: Vec::new(),

@@ -3,16 +3,51 @@
 //! edges, params, metrics, facets, key manifests, and two caches (file hashes by
 //! stat, object fingerprints).
 //!
+//! Two handles, split by what they may do:
+//! - [`ReadDb`] reads: the run history, the lineage graph, the cache lookups and
+//!   the integrity queries. [`ReadDb::open`] (also reached as [`Db::open_read_only`])
+//!   opens an existing database with SQLite `mode=ro`: it never creates, migrates
+//!   or writes, so the read commands (`runs`, `show`, `log`, `diff`, `lineage`,
+//!   `recommend`, `verify`) and the TUI hold it and cannot write by type.
+//! - [`Db`] is a `ReadDb` that may also write (runs, step runs, caches, gc marks).
+//!   [`Db::open`] creates and migrates. It derefs to `ReadDb`, so every read is
+//!   available on it under the same name.
+//!
+//! Behind both is a [`Backend`]. It is an enum and not a trait object: the set of
+//! databases is closed and compiled in (like the built-in step kinds), async
+//! methods on a `dyn` trait would need boxing on every query, and a second variant
+//! (PostgreSQL) turns each query that only speaks SQLite into a compile error inside
+//! this module, which is the list of what to port. Callers name only `Db`, `ReadDb`
+//! and the row types, so adding a backend touches no caller.
+//!
+//! The queries live in one file per concern: [`rows`] (what they return), `record`
+//! (run and step writes), `cache` (lookup, fingerprints, stat cache, manifests),
+//! `graph` (ancestry and descent), [`reference`] (the one artifact-reference
+//! language), `browse` (pages for the TUI and the read commands) and `integrity`
+//! (gc and verify).
+//!
 //! Writes go through short `BEGIN IMMEDIATE` transactions with a busy timeout, so
 //! concurrent `pedigree` processes queue instead of failing with "database is
 //! locked". WAL mode lets readers (the TUI, `pedigree runs`) never block writers.
 
-mod queries;
-mod read;
+mod browse;
+mod cache;
+mod graph;
+mod integrity;
+mod liveness;
+mod record;
+pub mod reference;
+pub mod rows;
+mod status;
 pub mod time;
 
-pub use queries::*;
-pub use read::*;
+#[cfg(test)]
+mod tests;
+
+pub use liveness::process_alive;
+pub use reference::{ArtifactRef, PathContent, RefError, Resolved, RunRef, Via};
+pub use rows::*;
+pub use status::{Status, UnknownStatus};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +84,27 @@ pub enum LineageError {
         #[source]
         source: serde_json::Error,
     },
+    #[error(transparent)]
+    Status(#[from] UnknownStatus),
+}
+
+impl From<std::convert::Infallible> for LineageError {
+    fn from(never: std::convert::Infallible) -> Self {
+        match never {}
+    }
+}
+
+/// How every write transaction begins: the write lock is taken up front.
+const BEGIN: &str = "BEGIN IMMEDIATE";
+
+/// A list of ids as a JSON array, for `json_each(?)`.
+fn ids_json(ids: &[i64]) -> String {
+    serde_json::to_string(ids).unwrap_or_else(|_| "[]".into())
+}
+
+/// A list of hashes as a JSON array, for `json_each(?)`.
+fn hashes_json(hashes: &[String]) -> String {
+    serde_json::to_string(hashes).unwrap_or_else(|_| "[]".into())
 }
 
 /// How long a writer waits for another process's transaction before giving up.
@@ -56,10 +112,69 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
-/// A handle on the lineage database.
+/// The database behind a handle. Only SQLite today; see the module doc for why
+/// this is an enum.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Sqlite(SqlitePool),
+}
+
+/// A read-only handle on the lineage database: every read and graph query, no
+/// write. See the module doc.
+#[derive(Clone, Debug)]
+pub struct ReadDb {
+    backend: Backend,
+}
+
+/// A handle that may also write. Derefs to [`ReadDb`] for the reads.
 #[derive(Clone, Debug)]
 pub struct Db {
-    pool: SqlitePool,
+    read: ReadDb,
+}
+
+impl std::ops::Deref for Db {
+    type Target = ReadDb;
+
+    fn deref(&self) -> &ReadDb {
+        &self.read
+    }
+}
+
+impl ReadDb {
+    /// Open an existing database for reading only: no creation, no migration, no
+    /// write (SQLite `mode=ro`).
+    pub async fn open(path: &Path) -> Result<ReadDb, LineageError> {
+        let opts = SqliteConnectOptions::new()
+            .filename(path)
+            .read_only(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(opts)
+            .await
+            .map_err(|source| LineageError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        Ok(ReadDb {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
+    /// The SQLite pool, for benches and tests that build fixtures with raw SQL.
+    /// Production code goes through the query methods, so that a second backend
+    /// needs no change outside this module.
+    pub fn pool(&self) -> &SqlitePool {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool,
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite(pool) => pool.close().await,
+        }
+    }
 }
 
 impl Db {
@@ -102,31 +217,21 @@ impl Db {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Db { pool })
+        Ok(Db {
+            read: ReadDb {
+                backend: Backend::Sqlite(pool),
+            },
+        })
     }
 
     /// Open an existing database for reading only (no migration, no creation).
-    pub async fn open_read_only(path: &Path) -> Result<Db, LineageError> {
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .read_only(true)
-            .busy_timeout(BUSY_TIMEOUT);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(opts)
-            .await
-            .map_err(|source| LineageError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
-        Ok(Db { pool })
+    /// The same as [`ReadDb::open`].
+    pub async fn open_read_only(path: &Path) -> Result<ReadDb, LineageError> {
+        ReadDb::open(path).await
     }
 
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
-    }
-
-    pub async fn close(&self) {
-        self.pool.close().await;
+    /// A read-only view of this handle (the same connection).
+    pub fn reader(&self) -> &ReadDb {
+        &self.read
     }
 }

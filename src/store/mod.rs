@@ -124,6 +124,22 @@ impl Store {
         })
     }
 
+    /// Open an existing store for reading: nothing is created or written. Fails
+    /// when `root` has no store of this version.
+    pub fn open_read_only(root: &Path) -> Result<Store, StoreError> {
+        let vpath = root.join("STORE_VERSION");
+        let found = fs::read_to_string(&vpath).map_err(io_err("read", &vpath))?;
+        if found.trim() != STORE_VERSION.to_string() {
+            return Err(StoreError::Version {
+                path: root.to_owned(),
+                found: found.trim().to_owned(),
+            });
+        }
+        Ok(Store {
+            root: root.to_owned(),
+        })
+    }
+
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 use super::data::{
     ArtifactDetail, Loaded, MetricsDetail, RUNS_PAGE, Request, RunDetail, TREE_EDGES,
 };
-use crate::lineage::{RunFilter, RunSummaryRow, SearchHit};
+use crate::lineage::{RunFilter, RunSummaryRow, SearchHit, Status};
 
 /// A key, already translated from the terminal's event (see `keys.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -284,11 +284,11 @@ fn refresh_requests(app: &App) -> Vec<Request> {
     match app.top() {
         Screen::Runs => vec![app.runs_request()],
         Screen::Run(r) => match &r.detail {
-            Some(d) if d.run.run.status == "running" => vec![Request::Run(r.id)],
+            Some(d) if d.run.run.status == Status::Running => vec![Request::Run(r.id)],
             _ => Vec::new(),
         },
         Screen::Metrics(m) => match &m.detail {
-            Some(d) if d.runs.iter().any(|r| r.run.run.status == "running") => {
+            Some(d) if d.runs.iter().any(|r| r.run.run.status == Status::Running) => {
                 vec![Request::Metrics {
                     run: m.run,
                     compare: m.compare,
@@ -960,7 +960,7 @@ mod tests {
                 git_commit: None,
                 git_dirty: None,
                 params_json: "{}".into(),
-                status: status.into(),
+                status: status.parse().expect("a status"),
                 started_at: "2026-01-01T00:00:00.000Z".into(),
                 finished_at: None,
                 host: "h".into(),
@@ -999,7 +999,7 @@ mod tests {
                 step: name.into(),
                 kind: "plugin:x".into(),
                 step_key: None,
-                status: "succeeded".into(),
+                status: Status::Succeeded,
                 reason: "no earlier run of this step".into(),
                 cached_from: None,
                 started_at: "2026-01-01T00:00:00.000Z".into(),
@@ -1152,7 +1152,7 @@ mod tests {
             Event::Loaded(Request::Run(1), Ok(Loaded::Run(Box::new(detail.clone())))),
         );
         assert_eq!(tick(&mut app), vec![Request::Run(1)]);
-        detail.run.run.status = "succeeded".into();
+        detail.run.run.status = Status::Succeeded;
         update(
             &mut app,
             Event::Loaded(Request::Run(1), Ok(Loaded::Run(Box::new(detail)))),

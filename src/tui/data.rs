@@ -10,8 +10,8 @@ use std::path::PathBuf;
 use std::sync::mpsc;
 
 use crate::lineage::{
-    ArtifactRow, Db, Edge, LineageError, RunFilter, RunInputRow, RunSummaryRow, SearchHit, SlotRow,
-    StepRunRow,
+    ArtifactRow, LevelEdge, LineageError, ReadDb, RunFilter, RunInputRow, RunSummaryRow, SearchHit,
+    SlotRow, Status, StepRunRow,
 };
 
 /// How many runs a page of the runs list holds; scrolling to its end asks for more.
@@ -82,7 +82,8 @@ pub struct StepDetail {
 /// What the artifact view knows about a step run in a tree.
 #[derive(Debug, Clone, Default)]
 pub struct StepInfo {
-    pub status: String,
+    /// `None` until the step run's row is read.
+    pub status: Option<Status>,
     pub params: Vec<(String, String)>,
     pub facets: Vec<(String, String)>,
 }
@@ -91,8 +92,8 @@ pub struct StepInfo {
 #[derive(Debug, Clone)]
 pub struct ArtifactDetail {
     pub hash: String,
-    pub up: Vec<Edge>,
-    pub down: Vec<Edge>,
+    pub up: Vec<LevelEdge>,
+    pub down: Vec<LevelEdge>,
     pub up_truncated: bool,
     pub down_truncated: bool,
     pub artifacts: HashMap<String, ArtifactRow>,
@@ -122,7 +123,7 @@ pub struct RunMetrics {
 type Result<T> = std::result::Result<T, LineageError>;
 
 /// Answer one request.
-pub async fn load(db: &Db, req: &Request) -> Result<Loaded> {
+pub async fn load(db: &ReadDb, req: &Request) -> Result<Loaded> {
     match req {
         Request::Runs { filter, limit } => Ok(Loaded::Runs {
             filter: filter.clone(),
@@ -160,7 +161,7 @@ fn source_id(s: &StepRunRow) -> i64 {
     s.cached_from.unwrap_or(s.id)
 }
 
-async fn run_detail(db: &Db, id: i64) -> Result<Option<RunDetail>> {
+async fn run_detail(db: &ReadDb, id: i64) -> Result<Option<RunDetail>> {
     let Some(run) = db.run_summary(id).await? else {
         return Ok(None);
     };
@@ -227,8 +228,8 @@ async fn run_detail(db: &Db, id: i64) -> Result<Option<RunDetail>> {
                     .collect(),
                 metrics: metrics
                     .iter()
-                    .filter(|m| m.step_run_id == src)
-                    .map(Into::into)
+                    .filter(|(id, _)| *id == src)
+                    .map(|(_, m)| m.clone())
                     .collect(),
                 facets: facets
                     .iter()
@@ -293,7 +294,7 @@ fn order_as_dag(steps: &mut Vec<StepDetail>) {
     }
 }
 
-async fn artifact_detail(db: &Db, hash: &str) -> Result<Option<ArtifactDetail>> {
+async fn artifact_detail(db: &ReadDb, hash: &str) -> Result<Option<ArtifactDetail>> {
     let root = db.artifacts_by_hash(&[hash.to_owned()]).await?;
     if root.is_empty() {
         return Ok(None);
@@ -343,7 +344,7 @@ async fn artifact_detail(db: &Db, hash: &str) -> Result<Option<ArtifactDetail>> 
     let mut steps: HashMap<i64, StepInfo> = HashMap::new();
     for chunk in ids.chunks(500) {
         for s in db.step_runs_by_id(chunk).await? {
-            steps.entry(s.id).or_default().status = s.status;
+            steps.entry(s.id).or_default().status = Some(s.status);
         }
         for p in db.params_of_many(chunk).await? {
             steps
@@ -376,10 +377,10 @@ async fn artifact_detail(db: &Db, hash: &str) -> Result<Option<ArtifactDetail>> 
 /// Breadth-first over the lineage graph, one query per level, each artifact
 /// expanded once (so shared ancestors cost nothing twice), up to [`TREE_DEPTH`]
 /// levels and [`TREE_EDGES`] edges. Returns the edges and whether it was cut.
-async fn walk(db: &Db, hash: &str, up: bool) -> Result<(Vec<Edge>, bool)> {
+async fn walk(db: &ReadDb, hash: &str, up: bool) -> Result<(Vec<LevelEdge>, bool)> {
     let mut seen: HashSet<String> = HashSet::from([hash.to_owned()]);
     let mut frontier = vec![hash.to_owned()];
-    let mut edges: Vec<Edge> = Vec::new();
+    let mut edges: Vec<LevelEdge> = Vec::new();
     let mut truncated = false;
     for _ in 0..TREE_DEPTH {
         if frontier.is_empty() {
@@ -437,7 +438,7 @@ async fn walk(db: &Db, hash: &str, up: bool) -> Result<(Vec<Edge>, bool)> {
     Ok((edges, truncated))
 }
 
-async fn run_metrics(db: &Db, id: i64) -> Result<Option<RunMetrics>> {
+async fn run_metrics(db: &ReadDb, id: i64) -> Result<Option<RunMetrics>> {
     let Some(run) = db.run_summary(id).await? else {
         return Ok(None);
     };
@@ -449,8 +450,8 @@ async fn run_metrics(db: &Db, id: i64) -> Result<Option<RunMetrics>> {
         .collect();
     let mut series: BTreeMap<String, Vec<(i64, f64)>> = BTreeMap::new();
     let mut finals = Vec::new();
-    for m in db.metrics_of_many(&ids).await? {
-        let step = name_of.get(&m.step_run_id).copied().unwrap_or("?");
+    for (step_run_id, m) in db.metrics_of_many(&ids).await? {
+        let step = name_of.get(&step_run_id).copied().unwrap_or("?");
         match m.step {
             Some(n) => series
                 .entry(format!("{step}.{}", m.key))
@@ -515,7 +516,7 @@ impl Loader {
                     }
                 };
                 rt.block_on(async move {
-                    let db = match Db::open_read_only(&db_path).await {
+                    let db = match ReadDb::open(&db_path).await {
                         Ok(db) => db,
                         Err(e) => {
                             let _ = out.send(Incoming::Failed(e.to_string()));

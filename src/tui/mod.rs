@@ -8,9 +8,8 @@
 //! the database is read on the [`data::Loader`] thread with its own read-only
 //! connection, so a slow query never freezes the screen.
 //!
-//! Architecture invariant: **the TUI never writes the database.** It opens it
-//! with `Db::open_read_only` (SQLite `mode=ro`) and calls only the read queries
-//! of `lineage::read` and `lineage::queries`.
+//! Architecture invariant: **the TUI never writes the database.** It holds a
+//! `lineage::ReadDb` (opened with SQLite `mode=ro`), which has no write method.
 
 pub mod app;
 pub mod data;
@@ -30,10 +29,14 @@ use ratatui::crossterm::event::{self, Event as TermEvent};
 use app::{App, Event, update};
 use data::{Incoming, Loader, Request, load};
 
-use crate::lineage::{Db, LineageError};
+use crate::lineage::{LineageError, ReadDb};
 
 /// Answer requests in place until none are left (for `--once` and tests).
-pub async fn settle(db: &Db, app: &mut App, mut reqs: Vec<Request>) -> Result<(), LineageError> {
+pub async fn settle(
+    db: &ReadDb,
+    app: &mut App,
+    mut reqs: Vec<Request>,
+) -> Result<(), LineageError> {
     while let Some(req) = reqs.pop() {
         let res = load(db, &req).await.map_err(|e| e.to_string());
         reqs.extend(update(app, Event::Loaded(req, res)));
@@ -42,7 +45,7 @@ pub async fn settle(db: &Db, app: &mut App, mut reqs: Vec<Request>) -> Result<()
 }
 
 /// Apply keys one by one, answering each key's requests before the next.
-pub async fn press(db: &Db, app: &mut App, keys: &[app::Key]) -> Result<(), LineageError> {
+pub async fn press(db: &ReadDb, app: &mut App, keys: &[app::Key]) -> Result<(), LineageError> {
     for k in keys {
         let reqs = update(app, Event::Key(*k));
         settle(db, app, reqs).await?;

@@ -8,6 +8,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
 use super::{Theme, bytes, json_text, panel, split};
+use crate::lineage::Status;
 use crate::tui::app::{ArtifactScreen, RowKind, TreeRow, tree_rows};
 use crate::tui::data::ArtifactDetail;
 use crate::util::fmt::short;
@@ -126,13 +127,10 @@ fn row_line(d: &ArtifactDetail, r: &TreeRow, theme: Theme) -> Line<'static> {
             spans.push(Span::styled(format!("{verb} "), theme.dim()));
             spans.push(Span::styled(step.clone(), theme.accent()));
             spans.push(Span::raw(format!(" run {run_id} {how}")));
-            if let Some(s) = d.steps.get(step_run_id)
-                && s.status != "succeeded"
+            if let Some(status) = d.steps.get(step_run_id).and_then(|s| s.status)
+                && status != Status::Succeeded
             {
-                spans.push(Span::styled(
-                    format!(" {}", s.status),
-                    theme.status(&s.status),
-                ));
+                spans.push(Span::styled(format!(" {status}"), theme.status(status)));
             }
         }
         RowKind::Artifact { hash, slot, up } => {
@@ -184,7 +182,10 @@ fn node_lines(d: &ArtifactDetail, r: &TreeRow, theme: Theme) -> (String, Vec<Lin
                 format!("{run_id}, step run {step_run_id} (r: open the run)"),
             )];
             if let Some(s) = d.steps.get(step_run_id) {
-                out.push(kv("status", s.status.clone()));
+                out.push(kv(
+                    "status",
+                    s.status.map(|st| st.to_string()).unwrap_or_default(),
+                ));
                 for (k, v) in &s.params {
                     out.push(kv("param", format!("{k} = {}", json_text(v))));
                 }

@@ -17,6 +17,7 @@ use ratatui::widgets::{Axis, Block, Cell, Chart, Dataset, GraphType, Paragraph, 
 
 use super::run::fmt_num;
 use super::{Theme, cut, panel};
+use crate::lineage::Status;
 use crate::tui::app::MetricsScreen;
 use crate::tui::data::{MetricsDetail, RunMetrics};
 
@@ -40,8 +41,8 @@ pub fn draw(m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
         ));
         head.push(Span::raw(format!("`{}` ", r.run.run.workflow)));
         head.push(Span::styled(
-            r.run.run.status.clone(),
-            theme.status(&r.run.run.status),
+            r.run.run.status.to_string(),
+            theme.status(r.run.run.status),
         ));
         if d.runs.len() > 1 {
             head.push(Span::styled(format!(" ({})", marker_name(i)), theme.dim()));
@@ -122,7 +123,10 @@ fn draw_chart(
     }
     let pad = (y1 - y0) * 0.05;
     let (y0, y1) = (y0 - pad, y1 + pad);
-    let styles = [theme.status("succeeded"), theme.status("running")];
+    let styles = [
+        theme.status(Status::Succeeded),
+        theme.status(Status::Running),
+    ];
     let datasets: Vec<Dataset> = data
         .iter()
         .enumerate()

@@ -18,7 +18,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Screen};
-use crate::lineage::time;
+use crate::lineage::{Status, time};
 use crate::util::fmt::short;
 
 /// Colours, or none (`NO_COLOR`).
@@ -36,13 +36,15 @@ impl Theme {
         }
     }
 
-    pub fn status(self, s: &str) -> Style {
+    pub fn status(self, s: Status) -> Style {
         match s {
-            "succeeded" => self.fg(Color::Green),
-            "cached" => self.fg(Color::Cyan),
-            "running" => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
-            "failed" | "interrupted" => self.fg(Color::Red).add_modifier(Modifier::BOLD),
-            _ => self.fg(Color::Gray),
+            Status::Succeeded => self.fg(Color::Green),
+            Status::Cached => self.fg(Color::Cyan),
+            Status::Running => self.fg(Color::Yellow).add_modifier(Modifier::BOLD),
+            Status::Failed | Status::Interrupted => {
+                self.fg(Color::Red).add_modifier(Modifier::BOLD)
+            }
+            Status::Skipped => self.fg(Color::Gray),
         }
     }
 

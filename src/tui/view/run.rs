@@ -9,6 +9,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState, Wrap};
 
 use super::{Theme, bytes, cut, json_text, panel, split, took, when};
+use crate::lineage::Status;
 use crate::tui::app::{App, RunScreen};
 use crate::tui::data::StepDetail;
 use crate::util::fmt::short;
@@ -23,7 +24,7 @@ pub fn draw(app: &App, r: &RunScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let mut line1 = vec![
         Span::styled(format!("run {} ", run.id), theme.accent()),
         Span::raw(format!("`{}` ", run.workflow)),
-        Span::styled(run.status.clone(), theme.status(&run.status)),
+        Span::styled(run.status.to_string(), theme.status(run.status)),
         Span::raw(format!(
             "  {}  took {}  {} ran, {} cached, {} failed",
             when(&run.started_at, area.width < 100),
@@ -65,8 +66,8 @@ pub fn draw(app: &App, r: &RunScreen, theme: Theme, f: &mut Frame, area: Rect) {
             let branch = if s.depth > 0 { "└ " } else { "" };
             let mut cells = vec![
                 Cell::from(Span::styled(
-                    s.row.status.clone(),
-                    theme.status(&s.row.status),
+                    s.row.status.to_string(),
+                    theme.status(s.row.status),
                 )),
                 Cell::from(format!("{indent}{branch}{}", s.row.step)),
                 Cell::from(took(
@@ -129,7 +130,7 @@ fn step_lines(s: &StepDetail, theme: Theme, width: u16) -> Vec<Line<'static>> {
     let mut out = Vec::new();
     let status = match s.row.cached_from {
         Some(from) => format!("{} (outputs of step run {from})", s.row.status),
-        None => s.row.status.clone(),
+        None => s.row.status.to_string(),
     };
     out.push(kv(
         "status",
@@ -192,10 +193,10 @@ fn step_lines(s: &StepDetail, theme: Theme, width: u16) -> Vec<Line<'static>> {
     if let Some(e) = &s.row.error {
         out.push(Line::from(Span::styled(
             format!("error   {}", e.lines().next().unwrap_or("")),
-            theme.status("failed"),
+            theme.status(Status::Failed),
         )));
     }
-    if matches!(s.row.status.as_str(), "failed" | "interrupted")
+    if s.row.status.is_failure()
         && let Some(t) = &s.row.stderr_tail
     {
         out.push(Line::from(Span::styled("stderr (tail)", theme.dim())));

@@ -66,8 +66,8 @@ pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
                 Cell::from(format!("{}{mark}", s.run.id)),
                 Cell::from(cut(&s.run.workflow, wf_width)),
                 Cell::from(Span::styled(
-                    s.run.status.clone(),
-                    theme.status(&s.run.status),
+                    s.run.status.to_string(),
+                    theme.status(s.run.status),
                 )),
                 Cell::from(when(&s.run.started_at, narrow)),
                 Cell::from(took(

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{CliError, Exit, Global, open_existing, print_json};
+use super::{CliError, Exit, Global, open_existing, open_read, print_json};
 use crate::maintenance;
 
 #[derive(Debug, clap::Args)]
@@ -46,7 +46,7 @@ pub async fn gc(args: GcArgs, g: &Global) -> Result<Exit, CliError> {
 }
 
 pub async fn verify(args: VerifyArgs, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let v = maintenance::verify::verify(&ws).await?;
     if args.json {
         print_json(&v);

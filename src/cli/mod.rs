@@ -301,6 +301,7 @@ impl Command {
                 | Command::Diff(_)
                 | Command::Lineage(_)
                 | Command::Recommend(_)
+                | Command::Verify(_)
         )
     }
 }

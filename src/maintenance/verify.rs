@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use super::MaintenanceError;
 use crate::store::Check;
 use crate::util::fmt::short;
-use crate::workspace::Workspace;
+use crate::workspace::ReadWorkspace;
 
 /// What verify found. `problems` are sentences for people, each saying what to do.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -15,7 +15,9 @@ pub struct Verified {
     pub problems: Vec<String>,
 }
 
-pub async fn verify(ws: &Workspace) -> Result<Verified, MaintenanceError> {
+/// Verify `ws`. It writes nothing: not even the fingerprints of the objects it
+/// re-hashed (a later cache hit re-checks what changed since).
+pub async fn verify(ws: &ReadWorkspace) -> Result<Verified, MaintenanceError> {
     let db = &ws.db;
     let mut problems: Vec<String> = Vec::new();
     let integrity = db.integrity_check().await?;
@@ -27,8 +29,7 @@ pub async fn verify(ws: &Workspace) -> Result<Verified, MaintenanceError> {
     let objects: BTreeSet<String> = ws.store.list()?.into_iter().collect();
     for h in &objects {
         match ws.store.verify(h) {
-            Check::Ok(fp) => db.set_fingerprint(h, fp).await?,
-            Check::Missing => {}
+            Check::Ok(_) | Check::Missing => {}
             Check::Corrupt(why) => problems.push(format!(
                 "object {h} is corrupt ({why}); delete it (`{}`) and rerun the workflows that made it",
                 ws.store.object_path(h).display()

@@ -1008,7 +1008,6 @@ fn sigterm_ends_a_run_waiting_for_the_workspace_lock() {
     drop(lock);
 }
 
-
 #[test]
 fn read_commands_never_migrate_or_write_the_database() {
     let ws = Ws::new();

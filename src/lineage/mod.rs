@@ -156,6 +156,42 @@ impl ReadDb {
                 path: path.to_owned(),
                 source,
             })?;
+        // A run killed while it created the database can leave the file without its
+        // schema. Nothing was recorded in it, so it reads as an empty history: an
+        // in-memory database with the schema, so the file is still never written.
+        let has_schema: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|source| LineageError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
+        if has_schema == 0 {
+            pool.close().await;
+            return ReadDb::empty().await.map_err(|source| LineageError::Open {
+                path: path.to_owned(),
+                source,
+            });
+        }
+        Ok(ReadDb {
+            backend: Backend::Sqlite(pool),
+        })
+    }
+
+    /// An empty history with the current schema, in memory.
+    async fn empty() -> Result<ReadDb, sqlx::Error> {
+        // One connection that is never closed: each connection to `:memory:` is its
+        // own database.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            .connect("sqlite::memory:")
+            .await?;
+        MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
         Ok(ReadDb {
             backend: Backend::Sqlite(pool),
         })

@@ -726,3 +726,34 @@ async fn the_read_only_handle_creates_nothing_and_cannot_write() {
     assert!(write.is_err(), "a read-only connection wrote");
     read.close().await;
 }
+
+/// A run killed while it created the database leaves a file without the schema;
+/// read-only commands (verify after a crash, `runs`) see an empty history and still
+/// never write the file.
+#[tokio::test]
+async fn a_database_without_its_schema_reads_as_an_empty_history() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("lineage.db");
+    {
+        let opts = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::sqlite::SqlitePool::connect_with(opts).await.unwrap();
+        sqlx::query("CREATE TABLE half_made (x INTEGER)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+    }
+    let before = std::fs::read(&path).unwrap();
+    let db = ReadDb::open(&path).await.unwrap();
+    assert!(db.runs(10, None).await.unwrap().is_empty());
+    assert_eq!(db.latest_run_id().await.unwrap(), None);
+    assert!(db.referenced_hashes().await.unwrap().is_empty());
+    db.close().await;
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the file was written"
+    );
+}

@@ -18,44 +18,118 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::gnn_args::{self as args, Params, decl, issue};
-use super::{Kind, Output, ParamIssue};
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
-pub static KIND: Kind = Kind {
-    name: "publish",
+/// The `publish` kind.
+pub struct Publish;
+
+const NAME_HELP: &str = "use letters, digits, `-`, `_` and `.`, e.g. `name: gnnr-ecommerce`";
+const GATE_HELP: &str =
+    "write e.g. `gate: { \"ndcg@20\": \">= 0.05\", \"recall@20\": \"beats popularity\" }`";
+
+impl Builtin for Publish {
+    const NAME: &'static str = "publish";
     // 2: the model card names the BPR-MF baseline's lr and reg when the report has them.
-    version: 2,
-    description: "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage",
-    inputs: &[("model", false), ("report", false)],
-    outputs: &[Output {
+    const VERSION: u32 = 2;
+    const DESCRIPTION: &'static str = "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage";
+    const TIMEOUT: Duration = Duration::from_secs(600);
+    const INPUTS: &'static [(&'static str, bool)] = &[("model", false), ("report", false)];
+    const OUTPUTS: &'static [Output] = &[Output {
         slot: "release",
         file: "release.json",
         kind: "release",
         media_type: "application/json",
         dir: false,
-    }],
-    params,
-    validate,
-    run,
-    timeout: Duration::from_secs(600),
-};
-
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        (
-            "name",
-            ParamDecl {
-                ty: ParamType::String,
-                default: None,
-            },
+    }];
+    const PARAMS: &'static [Param] = &[
+        param("name", ParamType::String, NAME_HELP),
+        param("gate", ParamType::Map, GATE_HELP),
+        param(
+            "registry",
+            ParamType::String,
+            "write e.g. `registry: registry` (a folder inside the workspace)",
         ),
-        ("gate", decl(ParamType::Map, json!({}))),
-        ("registry", decl(ParamType::String, json!("registry"))),
-    ]
+    ];
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        let name = &p.name;
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            || name.starts_with('.')
+        {
+            return Err(issue(
+                "name",
+                format!("`name: {name}` is not a release name"),
+                NAME_HELP,
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        run(p, req)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Required: it has no default, so it is not serialised.
+    #[serde(skip_serializing)]
+    pub name: String,
+    pub gate: Gates,
+    pub registry: String,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            name: String::new(),
+            gate: Gates::default(),
+            registry: "registry".into(),
+        }
+    }
+}
+
+/// The `gate:` param: metric → condition, in metric order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gates(pub Vec<(String, Gate)>);
+
+impl Serialize for Gates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(m, g)| (m, g.to_string())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Gates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Gates, D::Error> {
+        let raw = BTreeMap::<String, Json>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(metric, cond)| {
+                let text = match &cond {
+                    Json::String(s) => s.clone(),
+                    Json::Number(n) => format!(">= {n}"),
+                    other => other.to_string(),
+                };
+                parse_gate(&text)
+                    .map(|g| (metric.clone(), g))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "the gate `{metric}: {cond}` is not a condition"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Gates)
+    }
 }
 
 /// A parsed gate condition.
@@ -63,6 +137,15 @@ fn params() -> Vec<(&'static str, ParamDecl)> {
 pub enum Gate {
     Compare { op: &'static str, value: f64 },
     Beats(String),
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gate::Compare { op, value } => write!(f, "{op} {value}"),
+            Gate::Beats(b) => write!(f, "beats {b}"),
+        }
+    }
 }
 
 pub fn parse_gate(text: &str) -> Option<Gate> {
@@ -83,45 +166,8 @@ pub fn parse_gate(text: &str) -> Option<Gate> {
     None
 }
 
-fn gates(p: &Params) -> Result<Vec<(String, Gate)>, ParamIssue> {
-    args::map_of(p, "gate")?
-        .into_iter()
-        .map(|(metric, cond)| {
-            let text = match &cond {
-                Json::String(s) => s.clone(),
-                Json::Number(n) => format!(">= {n}"),
-                other => other.to_string(),
-            };
-            parse_gate(&text).map(|g| (metric.clone(), g)).ok_or_else(|| {
-                issue(
-                    "gate",
-                    format!("the gate `{metric}: {cond}` is not a condition"),
-                    "write e.g. `gate: { \"ndcg@20\": \">= 0.05\", \"recall@20\": \"beats popularity\" }`",
-                )
-            })
-        })
-        .collect()
-}
-
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    let name = args::str_of(p, "name", "")?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || name.starts_with('.')
-    {
-        return Err(issue(
-            "name",
-            format!("`name: {name}` is not a release name"),
-            "use letters, digits, `-`, `_` and `.`, e.g. `name: gnnr-ecommerce`",
-        ));
-    }
-    gates(p).map(|_| ())
-}
-
 /// Checks every gate; the error lists each failure with its numbers.
-pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String>, String> {
+pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String>, StepError> {
     let results = report["results"].as_array().cloned().unwrap_or_default();
     let metric_of = |model: Option<&str>, metric: &str| -> Option<f64> {
         let r = match model {
@@ -162,18 +208,20 @@ pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String
     if failed.is_empty() {
         Ok(passed)
     } else {
-        Err(format!(
+        Err(StepError::new(format!(
             "the model does not pass its gates: {}",
             failed.join("; ")
         ))
+        .help("nothing was published; improve the model, or change the step's `gate:` if the bar is wrong"))
     }
 }
 
-fn run(req: &Request) -> Result<Response, String> {
-    let name = args::str_of(&req.params, "name", "")
-        .map_err(|e| e.message)?
-        .to_owned();
-    let gates = gates(&req.params).map_err(|e| e.message)?;
+fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+    let Params {
+        name,
+        gate: Gates(gates),
+        registry,
+    } = p;
     let model_dir = req.input("model")?;
     let report_dir = req.input("report")?;
     let report: Json = serde_json::from_slice(
@@ -195,9 +243,7 @@ fn run(req: &Request) -> Result<Response, String> {
         .cloned()
         .ok_or("the request does not carry the model's hash")?;
     let report_hash = req.input_hashes.get("report").cloned().unwrap_or_default();
-    let registry = workspace
-        .join(args::str_of(&req.params, "registry", "registry").map_err(|e| e.message)?)
-        .join(&name);
+    let registry = workspace.join(registry).join(&name);
     std::fs::create_dir_all(&registry)
         .map_err(|e| format!("cannot create `{}`: {e}", registry.display()))?;
 
@@ -486,10 +532,40 @@ mod tests {
         assert!(check_gates(&g("ndcg@20", ">= 0.05"), &report).is_ok());
         let e = check_gates(&g("ndcg@20", "beats popularity"), &report).unwrap_err();
         assert_eq!(
-            e,
+            e.message,
             "the model does not pass its gates: ndcg@20 0.3000 beats popularity 0.4000"
         );
+        assert!(e.help.is_some());
         let e = check_gates(&g("recall@5", "> 0"), &report).unwrap_err();
-        assert!(e.contains("no metric `recall@5`"), "{e}");
+        assert!(e.message.contains("no metric `recall@5`"), "{e}");
+    }
+
+    /// The child reports a refused param with its help line (it used to keep only
+    /// the message).
+    #[test]
+    fn the_child_keeps_the_help_of_a_refused_param() {
+        let req = Request {
+            step: "publish".into(),
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            params: BTreeMap::from([
+                ("name".to_owned(), json!("../escape")),
+                ("gate".to_owned(), json!({})),
+                ("registry".to_owned(), json!("registry")),
+            ]),
+            scratch: PathBuf::from("/nonexistent"),
+            workspace: None,
+            run_id: None,
+            input_hashes: BTreeMap::new(),
+        };
+        let kind = crate::steps::builtin::lookup("publish").unwrap();
+        let e = (kind.run)(&req).unwrap_err();
+        assert!(e.message.contains("is not a release name"), "{e}");
+        assert_eq!(e.help.as_deref(), Some(NAME_HELP));
+        assert!(
+            e.diagnostic()
+                .to_string()
+                .contains("\n  = help: use letters")
+        );
     }
 }

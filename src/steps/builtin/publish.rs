@@ -35,7 +35,9 @@ const GATE_HELP: &str =
 impl Builtin for Publish {
     const NAME: &'static str = "publish";
     // 2: the model card names the BPR-MF baseline's lr and reg when the report has them.
-    const VERSION: u32 = 2;
+    // 3: `release.json` does not name the run (the lineage database does), so the
+    //    same model and report give the same release bytes.
+    const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage";
     const TIMEOUT: Duration = Duration::from_secs(600);
     const INPUTS: &'static [(&'static str, bool)] = &[("model", false), ("report", false)];
@@ -257,7 +259,6 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
         "version": version,
         "model_hash": model_hash,
         "report_hash": report_hash,
-        "run_id": req.run_id,
         "path": format!("{}/{version}", registry.strip_prefix(workspace).unwrap_or(&registry).display()),
         "gates": passed,
         "metrics": report["results"].get(0).map(|r| r["metrics"].clone()).unwrap_or(Json::Null),

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod failpoint;
 pub mod gnn;
 pub mod lineage;
+pub mod registry;
 pub mod sample;
 pub mod spec;
 pub mod steps;

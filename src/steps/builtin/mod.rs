@@ -191,6 +191,13 @@ pub trait Builtin {
         Ok(())
     }
 
+    /// Checks that need the orchestrator's environment, run only when the workflow
+    /// is validated: a step's child process never sees that environment (only
+    /// `PATH` and what the step declares), so it cannot repeat them.
+    fn check_workflow(_p: &Self::Params) -> Result<(), ParamIssue> {
+        Ok(())
+    }
+
     /// Runs in the child process.
     fn run(p: Self::Params, req: &Request) -> Result<Response, StepError>;
 }
@@ -205,7 +212,8 @@ pub struct Kind {
     pub inputs: &'static [(&'static str, bool)],
     pub outputs: &'static [Output],
     pub params: fn() -> Vec<(&'static str, ParamDecl)>,
-    /// Checks beyond the declared types, so bad params fail at load time with a place.
+    /// Checks beyond the declared types, so bad params fail at load time with a place
+    /// (in the orchestrator: [`Builtin::check`] and [`Builtin::check_workflow`]).
     pub validate: fn(&BTreeMap<String, Json>) -> Result<(), ParamIssue>,
     /// Runs in the child process.
     pub run: fn(&Request) -> Result<Response, StepError>,
@@ -294,7 +302,9 @@ fn parse<B: Builtin>(p: &BTreeMap<String, Json>) -> Result<B::Params, ParamIssue
 }
 
 fn validate<B: Builtin>(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    B::check(&parse::<B>(p)?)
+    let params = parse::<B>(p)?;
+    B::check(&params)?;
+    B::check_workflow(&params)
 }
 
 fn run<B: Builtin>(req: &Request) -> Result<Response, StepError> {

@@ -15,13 +15,16 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
 use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
+use crate::registry::{
+    self, LineageEdge, LineageManifest, LineageSource, Registry, RegistryError, ReleaseManifest,
+};
 use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
@@ -61,19 +64,23 @@ impl Builtin for Publish {
 
     fn check(p: &Params) -> Result<(), ParamIssue> {
         let name = &p.name;
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-            || name.starts_with('.')
-        {
+        if registry::check_name(name).is_err() {
             return Err(issue(
                 "name",
                 format!("`name: {name}` is not a release name"),
                 NAME_HELP,
             ));
         }
-        Ok(())
+        // By its text; the allowed absolute folders are checked by `check_workflow`.
+        match registry::check_param(&p.registry, &[]) {
+            Ok(()) | Err(RegistryError::Outside { .. }) => Ok(()),
+            Err(e) => Err(issue("registry", e.to_string(), e.help())),
+        }
+    }
+
+    fn check_workflow(p: &Params) -> Result<(), ParamIssue> {
+        registry::check_param(&p.registry, &registry::roots_from_env())
+            .map_err(|e| issue("registry", e.to_string(), e.help()))
     }
 
     fn run(p: Params, req: &Request) -> Result<Response, StepError> {
@@ -245,28 +252,39 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
         .cloned()
         .ok_or("the request does not carry the model's hash")?;
     let report_hash = req.input_hashes.get("report").cloned().unwrap_or_default();
-    let registry = workspace.join(registry).join(&name);
-    std::fs::create_dir_all(&registry)
-        .map_err(|e| format!("cannot create `{}`: {e}", registry.display()))?;
+    let reg = Registry::open(workspace, &registry, None).map_err(registry_error)?;
+    let release_dir = reg.release(&name).map_err(registry_error)?;
+    std::fs::create_dir_all(&release_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", release_dir.display()))?;
+    // Created now: check again where it really is (a symlink made meanwhile).
+    let release_dir = reg.release(&name).map_err(registry_error)?;
 
-    let (version, existing) = match find_version(&registry, &model_hash)? {
-        Some(v) => (v, true),
-        None => (next_version(&registry)?, false),
-    };
+    let (version, existing) =
+        match registry::find_by_model(&release_dir, &model_hash).map_err(registry_error)? {
+            Some(v) => (v, true),
+            None => (
+                registry::next_version(&release_dir).map_err(registry_error)?,
+                false,
+            ),
+        };
     let lineage = ancestry(workspace, &[&model_hash, &report_hash])?;
-    let release = json!({
-        "name": name,
-        "version": version,
-        "model_hash": model_hash,
-        "report_hash": report_hash,
-        "path": format!("{}/{version}", registry.strip_prefix(workspace).unwrap_or(&registry).display()),
-        "gates": passed,
-        "metrics": report["results"].get(0).map(|r| r["metrics"].clone()).unwrap_or(Json::Null),
-    });
+    let release = ReleaseManifest {
+        name: name.clone(),
+        version,
+        model_hash: model_hash.clone(),
+        report_hash: report_hash.clone(),
+        path: format!("{}/{name}/{version}", reg.display_from(workspace)),
+        gates: passed,
+        metrics: report["results"]
+            .get(0)
+            .map(|r| r["metrics"].clone())
+            .unwrap_or(Json::Null),
+    };
+    let release = pretty(&release)?;
     if existing {
         eprintln!("{name} version {version} already holds model {model_hash}; not copied again");
     } else {
-        let tmp = registry.join(format!(".tmp-{version}-{}", std::process::id()));
+        let tmp = release_dir.join(format!(".tmp-{version}-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&tmp)?;
             for f in ["weights.bpk", "model.json"] {
@@ -275,22 +293,25 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
             for f in ["report.json", "report.md"] {
                 std::fs::copy(report_dir.join(f), tmp.join(f))?;
             }
-            std::fs::write(tmp.join("lineage.json"), format!("{lineage:#}\n"))?;
+            std::fs::write(
+                tmp.join("lineage.json"),
+                pretty(&lineage).map_err(std::io::Error::other)?,
+            )?;
             std::fs::write(
                 tmp.join("MODEL_CARD.md"),
                 model_card(&name, version, &model_hash, model_dir, &report, &lineage),
             )?;
-            std::fs::write(tmp.join("release.json"), format!("{release:#}\n"))?;
-            std::fs::rename(&tmp, registry.join(version.to_string()))
+            std::fs::write(tmp.join("release.json"), &release)?;
+            std::fs::rename(&tmp, release_dir.join(version.to_string()))
         };
         write().map_err(|e| {
             let _ = std::fs::remove_dir_all(&tmp);
-            format!("cannot write `{}/{version}`: {e}", registry.display())
+            format!("cannot write `{}/{version}`: {e}", release_dir.display())
         })?;
         eprintln!("published {name} version {version}");
     }
     record_release(workspace, &name, version, req.run_id, &model_hash)?;
-    std::fs::write(req.output("release")?, format!("{release:#}\n"))
+    std::fs::write(req.output("release")?, &release)
         .map_err(|e| format!("cannot write the release: {e}"))?;
     Ok(Response {
         metrics: vec![MetricPoint {
@@ -298,41 +319,23 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
             value: version as f64,
             step: None,
         }],
-        facets: BTreeMap::from([("release".to_owned(), release)]),
+        facets: BTreeMap::from([(
+            "release".to_owned(),
+            serde_json::from_str(&release).map_err(|e| e.to_string())?,
+        )]),
     })
 }
 
-fn versions(registry: &Path) -> Result<Vec<(u32, PathBuf)>, String> {
-    let mut out = Vec::new();
-    let rd = std::fs::read_dir(registry)
-        .map_err(|e| format!("cannot list `{}`: {e}", registry.display()))?;
-    for entry in rd.flatten() {
-        if let Some(v) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            out.push((v, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+/// A manifest as publish writes it: through a JSON value, so keys are sorted, and
+/// pretty-printed with a final newline.
+fn pretty<T: Serialize>(v: &T) -> Result<String, String> {
+    let v = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    Ok(format!("{v:#}\n"))
 }
 
-fn find_version(registry: &Path, model_hash: &str) -> Result<Option<u32>, String> {
-    for (v, dir) in versions(registry)? {
-        let rel: Option<Json> = std::fs::read(dir.join("release.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if rel.is_some_and(|r| r["model_hash"] == model_hash) {
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
-}
-
-fn next_version(registry: &Path) -> Result<u32, String> {
-    Ok(versions(registry)?.last().map_or(1, |(v, _)| v + 1))
+fn registry_error(e: RegistryError) -> StepError {
+    let help = e.help();
+    StepError::new(format!("param `registry`: {e}")).help(help)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -344,8 +347,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// The ancestry of the given artifacts from the lineage database: every step run
 /// edge up to the raw inputs, and the workspace paths of those inputs.
-fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<Json, String> {
+fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<LineageManifest, String> {
     let db_path = workspace.join(".pedigree").join("lineage.db");
+    // The order `lineage.json` has always had: by each entry's JSON text.
+    fn sort_as_json<T: Serialize + PartialEq>(v: &mut Vec<T>) {
+        v.sort_by_cached_key(|x| {
+            serde_json::to_value(x)
+                .map(|j| j.to_string())
+                .unwrap_or_default()
+        });
+        v.dedup();
+    }
     runtime()?.block_on(async {
         let db = crate::lineage::Db::open_read_only(&db_path)
             .await
@@ -358,23 +370,34 @@ fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<Json, String> {
             for e in db.lineage_up(h, 64).await.map_err(|e| e.to_string())? {
                 produced.insert(e.from_hash.clone());
                 all.insert(e.to_hash.clone());
-                edges.push(json!({
-                    "output": e.from_hash, "step": e.step, "step_run": e.step_run_id, "run": e.run_id,
-                    "output_slot": e.slot_from, "input_slot": e.slot_to, "input": e.to_hash,
-                }));
+                edges.push(LineageEdge {
+                    output: e.from_hash,
+                    step: e.step,
+                    step_run: e.step_run_id,
+                    run: e.run_id,
+                    output_slot: e.slot_from,
+                    input_slot: e.slot_to,
+                    input: e.to_hash,
+                });
             }
         }
         let mut sources = Vec::new();
         for h in all.iter().filter(|h| !produced.contains(*h)) {
             for s in db.sources_of(h).await.map_err(|e| e.to_string())? {
-                sources.push(json!({"hash": s.artifact_hash, "input": s.name, "path": s.path}));
+                sources.push(LineageSource {
+                    hash: s.artifact_hash,
+                    input: s.name,
+                    path: s.path,
+                });
             }
         }
-        sources.sort_by_key(|s| s.to_string());
-        sources.dedup();
-        edges.sort_by_key(|e| e.to_string());
-        edges.dedup();
-        Ok(json!({"artifacts": hashes, "edges": edges, "sources": sources}))
+        sort_as_json(&mut sources);
+        sort_as_json(&mut edges);
+        Ok(LineageManifest {
+            artifacts: hashes.iter().map(|h| (*h).to_owned()).collect(),
+            edges,
+            sources,
+        })
     })
 }
 
@@ -419,7 +442,7 @@ fn model_card(
     model_hash: &str,
     model_dir: &Path,
     report: &Json,
-    lineage: &Json,
+    lineage: &LineageManifest,
 ) -> String {
     let meta: Json = std::fs::read(model_dir.join("model.json"))
         .ok()
@@ -477,39 +500,38 @@ fn model_card(
     s.push_str(
         "\n## Ancestry\n\nEach line: a step run, the artifact it wrote and the one it read.\n\n",
     );
-    for e in lineage["edges"].as_array().into_iter().flatten() {
+    for e in &lineage.edges {
         let _ = writeln!(
             s,
             "- `{}` ({}.{}) ← step `{}` (run {}) ← `{}` ({})",
-            short(&e["output"]),
-            e["step"].as_str().unwrap_or("?"),
-            e["output_slot"].as_str().unwrap_or("?"),
-            e["step"].as_str().unwrap_or("?"),
-            e["run"],
-            short(&e["input"]),
-            e["input_slot"].as_str().unwrap_or("?"),
+            short(&e.output),
+            e.step,
+            e.output_slot,
+            e.step,
+            e.run,
+            short(&e.input),
+            e.input_slot,
         );
     }
     s.push_str("\nRaw inputs:\n\n");
-    for src in lineage["sources"].as_array().into_iter().flatten() {
+    for src in &lineage.sources {
         let _ = writeln!(
             s,
             "- `{}` `{}` (workflow input `{}`)",
-            src["hash"].as_str().unwrap_or("?"),
-            src["path"].as_str().unwrap_or("?"),
-            src["input"].as_str().unwrap_or("?"),
+            src.hash, src.path, src.input,
         );
     }
     s
 }
 
-fn short(v: &Json) -> String {
-    v.as_str().unwrap_or("?").chars().take(12).collect()
+fn short(v: &str) -> String {
+    v.chars().take(12).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn gates_compare_thresholds_and_baselines() {
@@ -554,7 +576,7 @@ mod tests {
                 ("gate".to_owned(), json!({})),
                 ("registry".to_owned(), json!("registry")),
             ]),
-            scratch: PathBuf::from("/nonexistent"),
+            scratch: std::path::PathBuf::from("/nonexistent"),
             workspace: None,
             run_id: None,
             input_hashes: BTreeMap::new(),

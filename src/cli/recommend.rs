@@ -15,7 +15,7 @@ use super::{CliError, Exit, Global, open_existing, print_json};
 use crate::engine::key::short;
 use crate::gnn::explain::{self, Recommendation};
 use crate::gnn::graph::Graph;
-use crate::gnn::input::{self, Format};
+use crate::gnn::input;
 use crate::gnn::model;
 use crate::workspace::Workspace;
 
@@ -232,7 +232,7 @@ fn provenance(
     let mut out = Vec::new();
     for (hash, label) in chain.into_iter().rev() {
         let path = ws.store.object_path(&hash);
-        let Ok(cols) = input::read_columns_as(&path, Format::sniff(&path)) else {
+        let Ok(cols) = input::read_columns(&path) else {
             continue;
         };
         let (Some(us), Some(is)) = (cols.get(ucol), cols.get(icol)) else {

@@ -72,9 +72,15 @@ impl Builtin for GraphBuild {
 
     fn run(p: Params, req: &Request) -> Result<Response, StepError> {
         let config = BuildConfig::from(p);
-        let inter = read_columns(req.input("interactions")?)?;
+        let read = |path: &std::path::Path| {
+            read_columns(path).map_err(|e| StepError {
+                message: e.to_string(),
+                help: e.help(),
+            })
+        };
+        let inter = read(req.input("interactions")?)?;
         let items = match req.inputs.get("items") {
-            Some(p) => Some(read_columns(p)?),
+            Some(p) => Some(read(p)?),
             None => None,
         };
         let (graph, _) =

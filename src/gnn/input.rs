@@ -4,7 +4,8 @@
 //!
 //! Every column comes back as optional strings: ids are tokens, not numbers, and
 //! the graph builder parses the few numeric columns itself with errors that name
-//! the row. A RecBole file is read as tab-separated text, its header's
+//! the row ([`parse_time`] through [`crate::table::time::parse_timestamp`], the one
+//! timestamp parser). A RecBole file is read as tab-separated text, its header's
 //! `name:type` suffixes dropped, so a `float` column keeps the digits it was
 //! written with.
 
@@ -152,37 +153,11 @@ fn as_text(col: &ArrayRef) -> Result<ArrayRef, arrow::error::ArrowError> {
     arrow::compute::cast(col, &DataType::Utf8)
 }
 
-/// Seconds since the Unix epoch from a number or an ISO-8601 date/time
-/// (`2024-03-01`, `2024-03-01T02:34:01Z`, `2024-03-01 02:34:01.5`; offsets are not
-/// supported and a trailing `Z` is optional).
+/// Seconds since the Unix epoch from a timestamp as
+/// [`crate::table::time::parse_timestamp`] reads it: ISO 8601 (offsets included)
+/// or Unix time (seconds, or milliseconds when too large to be seconds).
 pub fn parse_time(s: &str) -> Option<f64> {
-    if let Ok(v) = s.parse::<f64>() {
-        return v.is_finite().then_some(v);
-    }
-    let s = s.trim_end_matches('Z');
-    let (date, time) = match s.split_once(['T', ' ']) {
-        Some((d, t)) => (d, Some(t)),
-        None => (s, None),
-    };
-    let mut d = date.split('-');
-    let y: i64 = d.next()?.parse().ok()?;
-    let m: i64 = d.next()?.parse().ok()?;
-    let day: i64 = d.next()?.parse().ok()?;
-    if d.next().is_some() || !(1..=12).contains(&m) || !(1..=31).contains(&day) {
-        return None;
-    }
-    let mut secs = crate::lineage::time::days_from_civil(y, m, day) as f64 * 86_400.0;
-    if let Some(t) = time {
-        let mut p = t.split(':');
-        let h: f64 = p.next()?.parse().ok()?;
-        let mi: f64 = p.next().unwrap_or("0").parse().ok()?;
-        let se: f64 = p.next().unwrap_or("0").parse().ok()?;
-        if p.next().is_some() || !(0.0..24.0).contains(&h) || !(0.0..60.0).contains(&mi) {
-            return None;
-        }
-        secs += h * 3600.0 + mi * 60.0 + se;
-    }
-    Some(secs)
+    crate::table::time::parse_timestamp(s).map(|(ms, _)| ms as f64 / 1000.0)
 }
 
 #[cfg(test)]
@@ -193,10 +168,18 @@ mod tests {
     fn times_parse_as_epoch_seconds() {
         assert_eq!(parse_time("0"), Some(0.0));
         assert_eq!(parse_time("881250949"), Some(881_250_949.0));
+        assert_eq!(parse_time("881250949.5"), Some(881_250_949.5));
         assert_eq!(parse_time("1970-01-02"), Some(86_400.0));
         assert_eq!(parse_time("2024-03-01T02:34:01Z"), Some(1_709_260_441.0));
         assert_eq!(parse_time("2024-03-01 02:34:01"), Some(1_709_260_441.0));
         assert_eq!(parse_time("yesterday"), None);
+        // The same instant with an offset, and as Unix milliseconds (as `clean` reads
+        // them): refused, and read as seconds in the year 55,000, before.
+        assert_eq!(
+            parse_time("2024-03-01T04:34:01+02:00"),
+            Some(1_709_260_441.0)
+        );
+        assert_eq!(parse_time("1709260441000"), Some(1_709_260_441.0));
         assert_eq!(parse_time("2024-13-01"), None);
     }
 

@@ -14,6 +14,7 @@ pub mod failpoint;
 pub mod gnn;
 pub mod lineage;
 pub mod maintenance;
+pub mod registry;
 pub mod sample;
 pub mod spec;
 pub mod steps;

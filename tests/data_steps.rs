@@ -388,7 +388,7 @@ proptest! {
     #[test]
     fn dedupe_is_idempotent(rows in events(), keep_last in any::<bool>(), mode in 0u8..3, secs in 0u32..3) {
         let keep = if keep_last { "last" } else { "first" };
-        let p: dedupe::Params = params(&dedupe::KIND, match mode {
+        let p: dedupe::Params = params(pedigree::steps::builtin::lookup("dedupe").unwrap(), match mode {
             0 => json!({"keep": keep}),
             1 => json!({"keep": keep, "key": ["user_id", "event"]}),
             _ => json!({"keep": keep, "key": ["user_id", "event"], "window": {"column": "ts", "seconds": secs}}),
@@ -404,7 +404,7 @@ proptest! {
         rows in prop::collection::vec((0u8..5, 0u8..4, -5i32..200, 0u8..3, any::<bool>()), 1..60)
     ) {
         // Each row is valid or not by construction; only the invalid ones may go.
-        let p: clean::Params = params(&clean::KIND, json!({
+        let p: clean::Params = params(pedigree::steps::builtin::lookup("clean").unwrap(), json!({
             "required": ["user_id"],
             "lowercase": ["event"],
             "types": {"price": "float"},

@@ -417,3 +417,104 @@ fn gc_removes_nothing_the_release_names(ws: &Ws, lineage_json: &str) {
         "gc removed an object the release's lineage names: {g}"
     );
 }
+
+/// `publish`'s `registry:` must stay inside the workspace, or be an absolute folder
+/// `PEDIGREE_REGISTRY_ROOTS` names: `/tmp/x` or `../..` used to write anywhere
+/// (`Path::join` with an absolute path replaces the base). Refused when the
+/// workflow is validated, before anything runs, with the param and the file.
+#[test]
+fn publish_refuses_a_registry_outside_the_workspace() {
+    let ws = workspace();
+    let outside = tempfile::tempdir().unwrap();
+    let abs = outside.path().join("reg");
+    for bad in [abs.to_str().unwrap(), "../escape", "models/../../escape"] {
+        let out = ws.run(&[
+            "run",
+            "workflows/gnn.yaml",
+            "--set",
+            &format!("publish.registry={bad}"),
+        ]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("param `registry` of step `publish`"), "{err}");
+        assert!(err.contains("workflows/gnn.yaml"), "{err}");
+        assert!(err.contains("PEDIGREE_REGISTRY_ROOTS"), "{err}");
+    }
+    assert!(!abs.exists(), "nothing is written outside the workspace");
+    assert!(!ws.path().parent().unwrap().join("escape").exists());
+    assert!(!ws.path().join("registry").exists(), "nothing ran");
+
+    // An absolute folder the environment names is a registry.
+    let (code, j) = {
+        let out = ws
+            .cmd(&[
+                "run",
+                "workflows/gnn.yaml",
+                "--json",
+                "--set",
+                &format!("publish.registry={}", abs.display()),
+            ])
+            .env("PEDIGREE_REGISTRY_ROOTS", outside.path())
+            .output()
+            .unwrap();
+        let j: Json = serde_json::from_slice(&out.stdout).unwrap_or_else(|_| {
+            panic!("{}", stderr(&out));
+        });
+        (out.status.code(), j)
+    };
+    assert_eq!(code, Some(0), "{j}");
+    assert!(abs.join("tiny/1/release.json").is_file());
+}
+
+/// A registry that leaves the workspace through a symlink is refused by the step
+/// itself (the workflow's text cannot show it), and nothing is written there.
+#[test]
+fn publish_refuses_a_registry_that_escapes_through_a_symlink() {
+    let ws = workspace();
+    let outside = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(outside.path(), ws.path().join("linked")).unwrap();
+    let (code, j) = ws.run_json(
+        "workflows/gnn.yaml",
+        &["--set", "publish.registry=linked/reg"],
+    );
+    assert_ne!(code, 0, "{j}");
+    assert_eq!(status_of(&j, "publish"), "failed");
+    let err = step(&j, "publish")["error"].as_str().unwrap_or_default();
+    assert!(err.contains("through a symlink"), "{err}");
+    assert!(
+        std::fs::read_dir(outside.path()).unwrap().next().is_none(),
+        "nothing is written outside the workspace"
+    );
+}
+
+/// `recommend --release` checks the name as `publish` does: never a path.
+#[test]
+fn recommend_refuses_a_release_name_that_is_a_path() {
+    let ws = workspace();
+    let (code, j) = ws.run_json("workflows/chain.yaml", &[]);
+    assert_eq!(code, 0, "{j}");
+    for bad in ["../tiny", "..", "a/b@1"] {
+        let out = ws.run(&["recommend", "--release", bad, "--user", "u04"]);
+        assert_eq!(out.status.code(), Some(2), "{bad}");
+        assert!(
+            stderr(&out).contains("is not a release name"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let out = ws.run(&[
+        "recommend",
+        "--release",
+        "tiny",
+        "--user",
+        "u04",
+        "--registry",
+        "/etc",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("outside the workspace"),
+        "{}",
+        stderr(&out)
+    );
+}

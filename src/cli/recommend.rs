@@ -9,11 +9,13 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value as Json, json};
 
+use crate::registry::{self, LineageManifest, Registry, RegistryError, ReleaseManifest};
+
 use super::{CliError, Exit, Global, open_existing, print_json};
 use crate::engine::key::short;
 use crate::gnn::explain::{self, Recommendation};
 use crate::gnn::graph::Graph;
-use crate::gnn::input::{self, Format};
+use crate::gnn::input;
 use crate::gnn::model;
 use crate::workspace::Workspace;
 
@@ -54,10 +56,18 @@ struct Table {
 pub async fn run(a: Args, g: &Global) -> Result<Exit, CliError> {
     let ws = open_existing(g).await?;
     let (name, version) = parse_release(&a.release)?;
-    let base = ws.root.join(&a.registry).join(name);
+    let refused =
+        |e: RegistryError| CliError::invalid(format!("error: {e}\n  = help: {}", e.help()));
+    let reg = Registry::open(
+        &ws.root,
+        &a.registry.to_string_lossy(),
+        Some(&registry::roots_from_env()),
+    )
+    .map_err(refused)?;
+    let base = reg.release(name).map_err(refused)?;
     let version = match version {
         Some(v) => v,
-        None => newest(&base).ok_or_else(|| {
+        None => registry::newest(&base).ok_or_else(|| {
             CliError::invalid(format!(
                 "error: there is no release `{name}` in `{}`\n  = help: a workflow's `publish` step creates one",
                 base.display()
@@ -71,29 +81,28 @@ pub async fn run(a: Args, g: &Global) -> Result<Exit, CliError> {
             dir.display()
         )));
     }
-    let read_json = |f: &str| -> Result<Json, CliError> {
+    fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, f: &str) -> Result<T, CliError> {
         let p = dir.join(f);
         std::fs::read(&p)
             .map_err(|e| e.to_string())
             .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
             .map_err(|e| CliError::failed(format!("error: cannot read `{}`: {e}", p.display())))
-    };
-    let release = read_json("release.json")?;
-    let lineage = read_json("lineage.json")?;
-    let model_hash = release["model_hash"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
+    }
+    let release: ReleaseManifest = read_json(&dir, "release.json")?;
+    let lineage: LineageManifest = read_json(&dir, "lineage.json")?;
+    let model_hash = release.model_hash.clone();
     let fail = |m: String| CliError::failed(format!("error: {m}"));
     let loaded = model::load(&dir, &model::cpu()).map_err(|e| fail(e.to_string()))?;
 
-    let edges = lineage["edges"].as_array().cloned().unwrap_or_default();
-    let graph_hash = producer_input(&edges, &model_hash, &["graph"]).ok_or_else(|| {
-        fail(format!(
-            "the lineage of `{}` does not name the graph the model was trained on",
-            dir.display()
-        ))
-    })?;
+    let graph_hash = lineage
+        .producer_input(&model_hash, &["graph"])
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            fail(format!(
+                "the lineage of `{}` does not name the graph the model was trained on",
+                dir.display()
+            ))
+        })?;
     let graph = Graph::read(&object(&ws, &graph_hash)?).map_err(|e| fail(e.to_string()))?;
     let Some(u) = graph.users.iter().position(|x| *x == a.user) else {
         let some: Vec<&str> = graph.users.iter().take(5).map(String::as_str).collect();
@@ -106,7 +115,7 @@ pub async fn run(a: Args, g: &Global) -> Result<Exit, CliError> {
     };
     let recs = explain::recommend(&loaded, &graph, u, a.k, a.reasons).map_err(fail)?;
 
-    let tables = provenance(&ws, &graph, &graph_hash, &edges, &lineage, &a.user);
+    let tables = provenance(&ws, &graph, &graph_hash, &lineage, &a.user);
     if a.json {
         print_json(&json!({
             "release": { "name": name, "version": version, "model_hash": model_hash },
@@ -197,14 +206,6 @@ fn parse_release(s: &str) -> Result<(&str, Option<u32>), CliError> {
     }
 }
 
-fn newest(base: &Path) -> Option<u32> {
-    std::fs::read_dir(base)
-        .ok()?
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .max()
-}
-
 fn object(ws: &Workspace, hash: &str) -> Result<PathBuf, CliError> {
     let p = ws.store.object_path(hash);
     if p.is_file() {
@@ -217,62 +218,21 @@ fn object(ws: &Workspace, hash: &str) -> Result<PathBuf, CliError> {
     }
 }
 
-/// The input of the step that produced `output`, in one of the named slots (or
-/// the only input when `slots` is empty).
-fn producer_input(edges: &[Json], output: &str, slots: &[&str]) -> Option<String> {
-    let ins: Vec<&Json> = edges.iter().filter(|e| e["output"] == output).collect();
-    let pick = ins
-        .iter()
-        .find(|e| slots.iter().any(|s| e["input_slot"] == *s))
-        .or_else(|| (slots.is_empty() && ins.len() == 1).then(|| &ins[0]))?;
-    pick["input"].as_str().map(str::to_owned)
-}
-
 /// Every table from the graph's `interactions` input up to the raw file, with the
 /// rows of the user's interactions in each.
 fn provenance(
     ws: &Workspace,
     graph: &Graph,
     graph_hash: &str,
-    edges: &[Json],
-    lineage: &Json,
+    lineage: &LineageManifest,
     user: &str,
 ) -> Vec<Table> {
-    let sources = lineage["sources"].as_array().cloned().unwrap_or_default();
-    // Follow the chain upward: graph ← interactions ← … ← a raw input.
-    let mut chain: Vec<(String, String)> = Vec::new();
-    let mut cur = producer_input(edges, graph_hash, &["interactions"]);
-    while let Some(h) = cur {
-        if chain.iter().any(|(x, _)| *x == h) || chain.len() > 32 {
-            break;
-        }
-        let producer = edges.iter().find(|e| e["output"] == h);
-        let label = match producer {
-            Some(e) => format!(
-                "{}.{}",
-                e["step"].as_str().unwrap_or("?"),
-                e["output_slot"].as_str().unwrap_or("?")
-            ),
-            None => match sources.iter().find(|s| s["hash"] == h) {
-                Some(s) => s["path"].as_str().unwrap_or("?").to_owned(),
-                None => "input".to_owned(),
-            },
-        };
-        chain.push((h.clone(), label));
-        cur = producer.and_then(|_| {
-            producer_input(
-                edges,
-                &h,
-                &["table", "interactions", "events", "src", "input"],
-            )
-            .or_else(|| producer_input(edges, &h, &[]))
-        });
-    }
+    let chain = lineage.table_chain(graph_hash);
     let (ucol, icol) = (&graph.config.user_col, &graph.config.item_col);
     let mut out = Vec::new();
     for (hash, label) in chain.into_iter().rev() {
         let path = ws.store.object_path(&hash);
-        let Ok(cols) = input::read_columns_as(&path, Format::sniff(&path)) else {
+        let Ok(cols) = input::read_columns(&path) else {
             continue;
         };
         let (Some(us), Some(is)) = (cols.get(ucol), cols.get(icol)) else {

@@ -136,25 +136,14 @@ pub fn resolve(
                 },
                 None => {
                     let at = step_path(name).join("uses");
-                    let d = if crate::steps::BUILTIN_KINDS.contains(&kind.as_str()) {
-                        Diagnostic::new(format!(
-                            "step `{name}` uses the built-in kind `{kind}`, which is not available yet"
-                        ))
-                        .help("built-in kinds are not implemented in this version of pedigree; use a plugin (`plugin: NAME`, a folder in `plugins/`) for this step")
-                    } else {
-                        let known: Vec<&str> = crate::steps::BUILTIN_KINDS
-                            .iter()
-                            .copied()
-                            .chain(crate::steps::builtin::names())
-                            .collect();
-                        let hint = diag::suggest(kind, "built-in kind", known.iter().copied());
-                        Diagnostic::new(format!("step `{name}` uses `{kind}`, which is not a built-in kind")).help(
-                            diag::and_then(
-                                &hint,
-                                "For a plugin, write `plugin: NAME` (a folder in `plugins/`) instead of `uses:`",
-                            ),
-                        )
-                    };
+                    let hint = diag::suggest(kind, "built-in kind", crate::steps::builtin::names());
+                    let d = Diagnostic::new(format!(
+                        "step `{name}` uses `{kind}`, which is not a built-in kind"
+                    ))
+                    .help(diag::and_then(
+                        &hint,
+                        "For a plugin, write `plugin: NAME` (a folder in `plugins/`) instead of `uses:`",
+                    ));
                     return Err(d.at_path(src, &at, Part::Value));
                 }
             },

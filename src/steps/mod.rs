@@ -1,6 +1,6 @@
-//! Step kinds. Built-in kinds (one module each, dispatched through a closed enum)
-//! arrive with the data and model issues; plugins are the open end: any command in
-//! `plugins/NAME/`.
+//! Step kinds. Built-in kinds ([`builtin`]: one module each, every one the same
+//! [`builtin::Builtin`] shape, in a closed table) and plugins, the open end: any
+//! command in `plugins/NAME/`. Both run as a child process speaking [`protocol`].
 
 pub mod builtin;
 pub mod exec;
@@ -8,15 +8,3 @@ pub mod plugin;
 pub mod protocol;
 pub mod sandbox;
 pub mod supervise;
-
-/// The built-in step kinds the design names. Those not in [`builtin::lookup`] yet
-/// give a clear "not available yet" error instead of a stub.
-pub const BUILTIN_KINDS: &[&str] = &[
-    "clean",
-    "dedupe",
-    "impute",
-    "graph-build",
-    "train-gnnr",
-    "evaluate",
-    "publish",
-];

@@ -20,30 +20,27 @@ use std::sync::Arc;
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array, StringArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::common::{self, Report, decl, issue};
-use super::{Kind, Output, ParamIssue};
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::common::{self, Report};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{Request, Response};
 use crate::table::infer::{coerce_text, infer_batch};
 use crate::table::time::parse_timestamp;
-use crate::table::{ColType, ReadOptions, Reject};
+use crate::table::{ColType, Reject};
 
-pub static KIND: Kind = Kind {
-    name: "clean",
-    version: 1,
-    description: "Trim and normalise a table, coerce declared types, and reject rows that miss required columns, hold values outside an allowed set or range, or belong to outlier users; rejected rows are kept with their rule",
-    inputs: &[("table", false)],
-    outputs: &[
-        Output {
-            slot: "table",
-            file: "clean.parquet",
-            kind: "table",
-            media_type: crate::table::PARQUET_MEDIA_TYPE,
-            dir: false,
-        },
+/// The `clean` kind.
+pub struct Clean;
+
+impl Builtin for Clean {
+    const NAME: &'static str = "clean";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "Trim and normalise a table, coerce declared types, and reject rows that miss required columns, hold values outside an allowed set or range, or belong to outlier users; rejected rows are kept with their rule";
+    const INPUTS: &'static [(&'static str, bool)] = &[("table", false)];
+    const OUTPUTS: &'static [Output] = &[
+        Output::table("table", "clean.parquet"),
         Output {
             slot: "rejects",
             file: "rejects.csv",
@@ -51,28 +48,53 @@ pub static KIND: Kind = Kind {
             media_type: "text/csv",
             dir: false,
         },
-    ],
-    params,
-    validate,
-    run,
-    timeout: std::time::Duration::from_secs(3600),
-};
+    ];
+    const PARAMS: &'static [Param] = &[
+        param("read", ParamType::Map, common::READ_HELP),
+        param("required", ParamType::List, "a list of column names"),
+        param("trim", ParamType::Bool, "`trim: true` or `trim: false`"),
+        param("lowercase", ParamType::List, "a list of column names"),
+        param(
+            "types",
+            ParamType::Map,
+            "`types: { price: float }`; the types are `string`, `int`, `float`, `bool` and `timestamp`",
+        ),
+        param(
+            "allowed",
+            ParamType::Map,
+            "`allowed: { event: [view, click] }` (column → list of values)",
+        ),
+        param(
+            "ranges",
+            ParamType::Map,
+            "`ranges: { price: { min: 0, max: 10000 } }` (numbers, or timestamps as text)",
+        ),
+        param(
+            "outliers",
+            ParamType::Map,
+            "`outliers: { column: user_id, max_rows: 1000 }`",
+        ),
+    ];
+    type Params = Params;
 
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        ("read", decl(ParamType::Map, json!({}))),
-        ("required", decl(ParamType::List, json!([]))),
-        ("trim", decl(ParamType::Bool, json!(true))),
-        ("lowercase", decl(ParamType::List, json!([]))),
-        ("types", decl(ParamType::Map, json!({}))),
-        ("allowed", decl(ParamType::Map, json!({}))),
-        ("ranges", decl(ParamType::Map, json!({}))),
-        ("outliers", decl(ParamType::Map, json!({}))),
-    ]
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        check(p)
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        let mut opts = p.read.opts.clone();
+        let infer = opts.infer;
+        opts.infer = false;
+        let loaded = common::load(req.input("table")?, &opts)?;
+        let out = clean(loaded, &p, infer)?;
+        crate::table::write_parquet(req.output("table")?, &out.table)?;
+        crate::table::write_rejects(req.output("rejects")?, &out.columns, &out.rejects)?;
+        Ok(out.report.resp)
+    }
 }
 
 /// A bound of a range: a number, or a timestamp as text.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Bound {
     Number(f64),
@@ -96,25 +118,27 @@ impl Bound {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Range {
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub min: Option<Bound>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max: Option<Bound>,
 }
 
 /// Drop every row of a `column` value (a user) with more than `max_rows` rows.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Outliers {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rows: Option<u64>,
 }
 
 /// An allowed value: text, or a number or boolean written bare in YAML.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Scalar {
     Text(String),
@@ -132,14 +156,56 @@ impl Scalar {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The declared type of each column named in `types:`.
+#[derive(Debug, Clone, Default)]
+pub struct Types(pub BTreeMap<String, ColType>);
+
+impl Types {
+    pub fn get(&self, col: &str) -> Option<&ColType> {
+        self.0.get(col)
+    }
+
+    pub fn contains_key(&self, col: &str) -> bool {
+        self.0.contains_key(col)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &String> {
+        self.0.keys()
+    }
+}
+
+impl Serialize for Types {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(c, t)| (c, ty_name(*t))))
+    }
+}
+
+impl<'de> Deserialize<'de> for Types {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Types, D::Error> {
+        let raw = BTreeMap::<String, Json>::deserialize(d)?;
+        let mut out = BTreeMap::new();
+        for (col, t) in raw {
+            let name = t.as_str().unwrap_or_default();
+            let ty = serde_json::from_value::<ColType>(t.clone()).map_err(|_| {
+                serde::de::Error::custom(format!(
+                    "`{col}` has the unknown type `{t}`; {}",
+                    crate::diag::suggest(name, "type", ColType::NAMES.iter().copied())
+                ))
+            })?;
+            out.insert(col, ty);
+        }
+        Ok(Types(out))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Params {
-    pub read: serde_json::Value,
+    pub read: common::Read,
     pub required: Vec<String>,
     pub trim: bool,
     pub lowercase: Vec<String>,
-    pub types: BTreeMap<String, ColType>,
+    pub types: Types,
     pub allowed: BTreeMap<String, Vec<Scalar>>,
     pub ranges: BTreeMap<String, Range>,
     pub outliers: Outliers,
@@ -148,11 +214,11 @@ pub struct Params {
 impl Default for Params {
     fn default() -> Self {
         Params {
-            read: json!({}),
+            read: common::Read::default(),
             required: vec![],
             trim: true,
             lowercase: vec![],
-            types: BTreeMap::new(),
+            types: Types::default(),
             allowed: BTreeMap::new(),
             ranges: BTreeMap::new(),
             outliers: Outliers::default(),
@@ -160,30 +226,8 @@ impl Default for Params {
     }
 }
 
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    common::validate_read(p, "read")?;
-    let _: Vec<String> = common::param(p, "required", "a list of column names")?;
-    let lower: Vec<String> = common::param(p, "lowercase", "a list of column names")?;
-    let types: BTreeMap<String, Json> = common::param(p, "types", "`types: { price: float }`")?;
-    for (col, t) in &types {
-        let name = t.as_str().unwrap_or_default();
-        if !ColType::NAMES.contains(&name) {
-            return Err(issue(
-                "types",
-                format!("`{col}` has the unknown type `{t}`"),
-                crate::diag::and_then(
-                    &crate::diag::suggest(name, "type", ColType::NAMES.iter().copied()),
-                    "The types are `string`, `int`, `float`, `bool` and `timestamp`.",
-                ),
-            ));
-        }
-    }
-    let allowed: BTreeMap<String, Vec<Scalar>> = common::param(
-        p,
-        "allowed",
-        "`allowed: { event: [view, click] }` (column → list of values)",
-    )?;
-    for (col, values) in &allowed {
+fn check(p: &Params) -> Result<(), ParamIssue> {
+    for (col, values) in &p.allowed {
         if values.is_empty() {
             return Err(issue(
                 "allowed",
@@ -193,7 +237,7 @@ fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
                 "list the values to keep, or remove the column from `allowed`",
             ));
         }
-        if lower.contains(col)
+        if p.lowercase.contains(col)
             && let Some(v) = values
                 .iter()
                 .map(Scalar::text)
@@ -208,12 +252,7 @@ fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
             ));
         }
     }
-    let ranges: BTreeMap<String, Range> = common::param(
-        p,
-        "ranges",
-        "`ranges: { price: { min: 0, max: 10000 } }` (numbers, or timestamps as text)",
-    )?;
-    for (col, r) in &ranges {
+    for (col, r) in &p.ranges {
         for b in [&r.min, &r.max].into_iter().flatten() {
             if b.value().is_none() {
                 return Err(issue(
@@ -245,11 +284,7 @@ fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
             ));
         }
     }
-    let o: Outliers = common::param(
-        p,
-        "outliers",
-        "`outliers: { column: user_id, max_rows: 1000 }`",
-    )?;
+    let o = &p.outliers;
     match (&o.column, o.max_rows) {
         (None, None) | (Some(_), Some(_)) => {}
         _ => {
@@ -267,27 +302,7 @@ fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
             "give the most rows a normal value of the column has",
         ));
     }
-    common::params::<Params>(p).map_err(|e| {
-        issue(
-            "read",
-            e,
-            "check the params against the documentation of `clean`",
-        )
-    })?;
     Ok(())
-}
-
-fn run(req: &Request) -> Result<Response, String> {
-    let p: Params = common::params(&req.params)?;
-    let mut opts = ReadOptions::from_param(Some(&p.read))?;
-    let infer = opts.infer;
-    opts.infer = false;
-    let loaded = common::load(req.input("table")?, &opts)?;
-    let out = clean(loaded, &p, infer)?;
-    crate::table::write_parquet(req.output("table")?, &out.table).map_err(common::table_error)?;
-    crate::table::write_rejects(req.output("rejects")?, &out.columns, &out.rejects)
-        .map_err(common::table_error)?;
-    Ok(out.report.resp)
 }
 
 /// What `clean` made of a table.
@@ -336,7 +351,7 @@ fn show_cell(c: &ArrayRef, row: usize) -> String {
 }
 
 /// Clean a loaded table (read as text). `infer` types the columns `types` does not declare.
-pub fn clean(loaded: crate::table::Loaded, p: &Params, infer: bool) -> Result<Cleaned, String> {
+pub fn clean(loaded: crate::table::Loaded, p: &Params, infer: bool) -> Result<Cleaned, StepError> {
     let crate::table::Loaded {
         batch,
         lines,
@@ -560,7 +575,7 @@ pub fn clean(loaded: crate::table::Loaded, p: &Params, infer: bool) -> Result<Cl
         let declared: Vec<usize> = names
             .iter()
             .enumerate()
-            .filter(|(_, n)| p.types.contains_key(*n))
+            .filter(|(_, n)| p.types.contains_key(n))
             .map(|(i, _)| i)
             .collect();
         infer_undeclared(table, &declared)
@@ -648,7 +663,7 @@ fn normalise(s: &StringArray, trim: bool, lower: bool) -> Option<(StringArray, u
 }
 
 /// A typed (non-text) column cast to a declared type; cells that do not convert fail.
-fn cast_typed(c: &ArrayRef, ty: ColType, name: &str) -> Result<(ArrayRef, Vec<usize>), String> {
+fn cast_typed(c: &ArrayRef, ty: ColType, name: &str) -> Result<(ArrayRef, Vec<usize>), StepError> {
     let target = ty.data_type();
     if c.data_type() == &target {
         return Ok((c.clone(), Vec::new()));
@@ -684,7 +699,6 @@ fn numeric(c: &ArrayRef) -> Option<Float64Array> {
 
 fn infer_undeclared(table: RecordBatch, declared: &[usize]) -> RecordBatch {
     let inferred = infer_batch(table.clone());
-    let schema = table.schema();
     let mut fields = Vec::new();
     let mut cols = Vec::new();
     for i in 0..table.num_columns() {
@@ -696,7 +710,6 @@ fn infer_undeclared(table: RecordBatch, declared: &[usize]) -> RecordBatch {
         fields.push(src.schema().field(i).clone());
         cols.push(src.column(i).clone());
     }
-    let _ = schema;
     RecordBatch::try_new(Arc::new(Schema::new(fields)), cols).unwrap_or(table)
 }
 
@@ -728,20 +741,7 @@ mod tests {
     }
 
     fn params(v: Json) -> Params {
-        let mut m: BTreeMap<String, Json> = KIND_PARAMS();
-        for (k, x) in v.as_object().unwrap() {
-            m.insert(k.clone(), x.clone());
-        }
-        validate(&m).unwrap();
-        common::params(&m).unwrap()
-    }
-
-    #[allow(non_snake_case)]
-    fn KIND_PARAMS() -> BTreeMap<String, Json> {
-        (KIND.params)()
-            .into_iter()
-            .map(|(k, d)| (k.to_owned(), d.default.unwrap()))
-            .collect()
+        crate::steps::builtin::params_of::<Clean>(v).unwrap()
     }
 
     fn rules(c: &Cleaned) -> Vec<(u64, &str)> {
@@ -878,22 +878,20 @@ mod tests {
         let e = clean(t, &params(json!({"required": ["usr_id"]})), false)
             .err()
             .unwrap();
-        assert!(e.contains("`required` names the column `usr_id`"), "{e}");
-        assert!(e.contains("did you mean `user_id`?"), "{e}");
+        assert!(
+            e.message.contains("`required` names the column `usr_id`"),
+            "{e}"
+        );
+        assert_eq!(e.help.as_deref(), Some("did you mean `user_id`?"));
     }
 
     #[test]
     fn validate_names_the_problem() {
-        let bad = |v: Json| {
-            let mut m = KIND_PARAMS();
-            for (k, x) in v.as_object().unwrap() {
-                m.insert(k.clone(), x.clone());
-            }
-            validate(&m).unwrap_err()
-        };
+        let bad = |v: Json| crate::steps::builtin::params_of::<Clean>(v).unwrap_err();
         let e = bad(json!({"types": {"price": "flaot"}}));
         assert_eq!(e.param, "types");
-        assert!(e.help.contains("did you mean `float`?"), "{}", e.help);
+        assert!(e.message.contains("did you mean `float`?"), "{}", e.message);
+        assert!(e.help.contains("`timestamp`"), "{}", e.help);
         assert!(
             bad(json!({"ranges": {"price": {"min": 5, "max": 1}}}))
                 .message

@@ -1,80 +1,60 @@
-//! What the data steps share: typed params from the request, the `read:` param, loading
-//! an input table with a message that says what to do, finding columns with a
-//! suggestion, and the facets every table step records (rows, column summaries).
+//! What the data steps share: the `read:` param, loading an input table with a
+//! message that says what to do, finding columns with a suggestion, and the facets
+//! every table step records (rows, column summaries).
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use arrow::array::ArrayRef;
 use arrow::record_batch::RecordBatch;
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::ParamIssue;
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::StepError;
 use crate::steps::protocol::{MetricPoint, Response};
-use crate::table::{Loaded, ReadOptions, TableError};
+use crate::table::{Loaded, ReadOptions};
 
-/// A param declaration with a default (every data-step param has one, so the step key
-/// always sees the full, canonical set).
-pub fn decl(ty: ParamType, default: Json) -> ParamDecl {
-    ParamDecl {
-        ty,
-        default: Some(default),
+/// The `read:` param of a data step: how to read an input table. It keeps the map
+/// as written (its serialised form, and so the step key, is what the user wrote) and
+/// the options it parses into.
+#[derive(Debug, Clone)]
+pub struct Read {
+    raw: Json,
+    pub opts: ReadOptions,
+}
+
+impl Default for Read {
+    fn default() -> Read {
+        Read {
+            raw: json!({}),
+            opts: ReadOptions::default(),
+        }
     }
 }
 
-/// Deserialise the whole param map into a kind's typed params.
-pub fn params<T: DeserializeOwned>(p: &BTreeMap<String, Json>) -> Result<T, String> {
-    let obj: serde_json::Map<String, Json> =
-        p.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    serde_json::from_value(Json::Object(obj)).map_err(|e| format!("invalid params: {e}"))
-}
-
-/// Deserialise one param for `validate`, naming it in the issue.
-pub fn param<T: DeserializeOwned>(
-    p: &BTreeMap<String, Json>,
-    name: &str,
-    help: &str,
-) -> Result<T, ParamIssue> {
-    let v = p.get(name).cloned().unwrap_or(Json::Null);
-    serde_json::from_value(v).map_err(|e| issue(name, e.to_string(), help))
-}
-
-pub fn issue(param: &str, message: impl Into<String>, help: impl Into<String>) -> ParamIssue {
-    ParamIssue {
-        param: param.to_owned(),
-        message: message.into(),
-        help: help.into(),
+impl Serialize for Read {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.raw.serialize(s)
     }
 }
 
-/// Check the `read:` param.
-pub fn validate_read(p: &BTreeMap<String, Json>, name: &str) -> Result<(), ParamIssue> {
-    ReadOptions::from_param(p.get(name)).map(|_| ()).map_err(|m| {
-        issue(
-            name,
-            m,
-            "`read:` takes `format` (auto, csv, parquet, recbole), `delimiter`, `quote`, `header`, `max_record_bytes` and `infer`",
-        )
-    })
-}
-
-/// A table error as the step reports it: the message, then a `help:` line.
-pub fn table_error(e: TableError) -> String {
-    match e.help() {
-        Some(h) => format!("{e}\n  = help: {h}"),
-        None => e.to_string(),
+impl<'de> Deserialize<'de> for Read {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Read, D::Error> {
+        let raw = Json::deserialize(d)?;
+        let opts = ReadOptions::from_param(Some(&raw)).map_err(serde::de::Error::custom)?;
+        Ok(Read { raw, opts })
     }
 }
+
+/// The help of a `read:` param.
+pub const READ_HELP: &str = "`read:` takes `format` (auto, csv, parquet, recbole), `delimiter`, `quote`, `header`, `max_record_bytes` and `infer`";
 
 /// Load the input in `slot`, naming the file by its input name in messages.
-pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded, String> {
-    crate::table::read_table(path, opts).map_err(table_error)
+pub fn load(path: &Path, opts: &ReadOptions) -> Result<Loaded, StepError> {
+    Ok(crate::table::read_table(path, opts)?)
 }
 
 /// The index of `name` among the batch's columns, or an error naming the file's columns.
-pub fn column(batch: &RecordBatch, name: &str, what: &str) -> Result<usize, String> {
+pub fn column(batch: &RecordBatch, name: &str, what: &str) -> Result<usize, StepError> {
     let schema = batch.schema();
     if let Some(i) = schema.fields().iter().position(|f| f.name() == name) {
         return Ok(i);
@@ -87,13 +67,14 @@ pub fn column(batch: &RecordBatch, name: &str, what: &str) -> Result<usize, Stri
             names[0]
         );
     }
-    Err(format!(
-        "{what} names the column `{name}`, which the table does not have\n  = help: {help}"
+    Err(StepError::new(format!(
+        "{what} names the column `{name}`, which the table does not have"
     ))
+    .help(help))
 }
 
 /// The column `name` of a batch.
-pub fn col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a ArrayRef, String> {
+pub fn col<'a>(batch: &'a RecordBatch, name: &str, what: &str) -> Result<&'a ArrayRef, StepError> {
     column(batch, name, what).map(|i| batch.column(i))
 }
 

@@ -17,142 +17,145 @@ use std::collections::BTreeMap;
 use arrow::array::{Array, ArrayRef, BooleanArray, Float64Array, Int64Array};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::common::{self, Report, decl, issue};
-use super::{Kind, Output, ParamIssue};
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::common::{self, Report};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{Request, Response};
-use crate::table::ReadOptions;
 use crate::table::rows::{NO_GROUP, group_ids};
 
-pub static KIND: Kind = Kind {
-    name: "dedupe",
-    version: 1,
-    description: "Remove exact duplicate rows and duplicates on a key (keep first or last), optionally only within a time window (events re-sent within N seconds)",
-    inputs: &[("table", false)],
-    outputs: &[Output {
-        slot: "table",
-        file: "dedupe.parquet",
-        kind: "table",
-        media_type: crate::table::PARQUET_MEDIA_TYPE,
-        dir: false,
-    }],
-    params,
-    validate,
-    run,
-    timeout: std::time::Duration::from_secs(3600),
-};
+/// The `dedupe` kind.
+pub struct Dedupe;
 
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        ("read", decl(ParamType::Map, json!({}))),
-        ("exact", decl(ParamType::Bool, json!(true))),
-        ("key", decl(ParamType::List, json!([]))),
-        ("keep", decl(ParamType::String, json!("first"))),
-        ("window", decl(ParamType::Map, json!({}))),
-    ]
+impl Builtin for Dedupe {
+    const NAME: &'static str = "dedupe";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "Remove exact duplicate rows and duplicates on a key (keep first or last), optionally only within a time window (events re-sent within N seconds)";
+    const INPUTS: &'static [(&'static str, bool)] = &[("table", false)];
+    const OUTPUTS: &'static [Output] = &[Output::table("table", "dedupe.parquet")];
+    const PARAMS: &'static [Param] = &[
+        param("read", ParamType::Map, common::READ_HELP),
+        param("exact", ParamType::Bool, "`exact: true` or `exact: false`"),
+        param("key", ParamType::List, "a list of column names"),
+        param("keep", ParamType::String, "`keep` is `first` or `last`"),
+        param(
+            "window",
+            ParamType::Map,
+            "`window: { column: ts, seconds: 1 }` (with a `key`)",
+        ),
+    ];
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        match (&p.window.column, p.window.seconds) {
+            (None, None) => {}
+            (Some(_), Some(s)) if s.is_finite() && s >= 0.0 => {
+                if p.key.is_empty() {
+                    return Err(issue(
+                        "window",
+                        "a `window` needs a `key`: the columns that make two events the same",
+                        "add `key: [user_id, item_id, event]`",
+                    ));
+                }
+            }
+            (Some(_), Some(s)) => {
+                return Err(issue(
+                    "window",
+                    format!("`seconds` is {s}"),
+                    "give a number of seconds, 0 or more",
+                ));
+            }
+            _ => {
+                return Err(issue(
+                    "window",
+                    "`window` needs both `column` and `seconds`",
+                    "`window: { column: ts, seconds: 1 }`",
+                ));
+            }
+        }
+        if !p.exact && p.key.is_empty() {
+            return Err(issue(
+                "exact",
+                "with `exact: false` and no `key`, the step would remove nothing",
+                "give a `key`, or leave `exact` on",
+            ));
+        }
+        Ok(())
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        let loaded = common::load(req.input("table")?, &p.read.opts)?;
+        let (table, report) = dedupe(loaded.batch, &p)?;
+        crate::table::write_parquet(req.output("table")?, &table)?;
+        Ok(report.resp)
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Keep {
+    #[default]
     First,
     Last,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+impl Serialize for Keep {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Keep::First => "first",
+            Keep::Last => "last",
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for Keep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Keep, D::Error> {
+        let s = String::deserialize(d)?;
+        match s.as_str() {
+            "first" => Ok(Keep::First),
+            "last" => Ok(Keep::Last),
+            _ => Err(serde::de::Error::custom(format!(
+                "`keep` is `{s}`; {}",
+                crate::diag::suggest(&s, "choice", ["first", "last"])
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Window {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub column: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Params {
-    pub read: Json,
+    pub read: common::Read,
     pub exact: bool,
     pub key: Vec<String>,
     pub keep: Keep,
     pub window: Window,
 }
 
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    common::validate_read(p, "read")?;
-    let keep = p.get("keep").and_then(Json::as_str).unwrap_or("first");
-    if keep != "first" && keep != "last" {
-        return Err(issue(
-            "keep",
-            format!("`keep` is `{keep}`"),
-            crate::diag::and_then(
-                &crate::diag::suggest(keep, "choice", ["first", "last"]),
-                "`keep` is `first` or `last`.",
-            ),
-        ));
-    }
-    let key: Vec<String> = common::param(p, "key", "a list of column names")?;
-    let w: Window = common::param(
-        p,
-        "window",
-        "`window: { column: ts, seconds: 1 }` (with a `key`)",
-    )?;
-    match (&w.column, w.seconds) {
-        (None, None) => {}
-        (Some(_), Some(s)) if s.is_finite() && s >= 0.0 => {
-            if key.is_empty() {
-                return Err(issue(
-                    "window",
-                    "a `window` needs a `key`: the columns that make two events the same",
-                    "add `key: [user_id, item_id, event]`",
-                ));
-            }
-        }
-        (Some(_), Some(s)) => {
-            return Err(issue(
-                "window",
-                format!("`seconds` is {s}"),
-                "give a number of seconds, 0 or more",
-            ));
-        }
-        _ => {
-            return Err(issue(
-                "window",
-                "`window` needs both `column` and `seconds`",
-                "`window: { column: ts, seconds: 1 }`",
-            ));
+impl Default for Params {
+    fn default() -> Self {
+        Params {
+            read: common::Read::default(),
+            exact: true,
+            key: Vec::new(),
+            keep: Keep::First,
+            window: Window::default(),
         }
     }
-    let exact = p.get("exact").and_then(Json::as_bool).unwrap_or(true);
-    if !exact && key.is_empty() {
-        return Err(issue(
-            "exact",
-            "with `exact: false` and no `key`, the step would remove nothing",
-            "give a `key`, or leave `exact` on",
-        ));
-    }
-    common::params::<Params>(p).map_err(|e| {
-        issue(
-            "read",
-            e,
-            "check the params against the documentation of `dedupe`",
-        )
-    })?;
-    Ok(())
-}
-
-fn run(req: &Request) -> Result<Response, String> {
-    let p: Params = common::params(&req.params)?;
-    let opts = ReadOptions::from_param(Some(&p.read))?;
-    let loaded = common::load(req.input("table")?, &opts)?;
-    let (table, report) = dedupe(loaded.batch, &p)?;
-    crate::table::write_parquet(req.output("table")?, &table).map_err(common::table_error)?;
-    Ok(report.resp)
 }
 
 /// Remove duplicates; returns the kept rows and the report.
-pub fn dedupe(batch: RecordBatch, p: &Params) -> Result<(RecordBatch, Report), String> {
+pub fn dedupe(batch: RecordBatch, p: &Params) -> Result<(RecordBatch, Report), StepError> {
     let n = batch.num_rows();
     let mut keep = vec![true; n];
     let mut removed: BTreeMap<&str, u64> = BTreeMap::new();
@@ -220,7 +223,7 @@ pub fn dedupe(batch: RecordBatch, p: &Params) -> Result<(RecordBatch, Report), S
 
 /// The time column as numbers, with the window in the same unit (milliseconds for
 /// timestamps, the column's own unit for numbers).
-fn time_values(c: &ArrayRef, name: &str, secs: f64) -> Result<(Float64Array, f64), String> {
+fn time_values(c: &ArrayRef, name: &str, secs: f64) -> Result<(Float64Array, f64), StepError> {
     match c.data_type() {
         DataType::Timestamp(..) => {
             let i = arrow::compute::cast(c, &DataType::Int64).map_err(|e| e.to_string())?;
@@ -239,10 +242,13 @@ fn time_values(c: &ArrayRef, name: &str, secs: f64) -> Result<(Float64Array, f64
                 .clone();
             Ok((f, secs))
         }
-        t => Err(format!(
-            "the window column `{name}` is {}, not a time\n  = help: make it a timestamp first, e.g. with `clean` and `types: {{ {name}: timestamp }}`",
+        t => Err(StepError::new(format!(
+            "the window column `{name}` is {}, not a time",
             crate::table::stats::type_name(t)
-        )),
+        ))
+        .help(format!(
+            "make it a timestamp first, e.g. with `clean` and `types: {{ {name}: timestamp }}`"
+        ))),
     }
 }
 
@@ -342,15 +348,7 @@ mod tests {
     }
 
     fn p(v: Json) -> Params {
-        let mut m: BTreeMap<String, Json> = (KIND.params)()
-            .into_iter()
-            .map(|(k, d)| (k.to_owned(), d.default.unwrap()))
-            .collect();
-        for (k, x) in v.as_object().unwrap() {
-            m.insert(k.clone(), x.clone());
-        }
-        validate(&m).unwrap();
-        common::params(&m).unwrap()
+        crate::steps::builtin::params_of::<Dedupe>(v).unwrap()
     }
 
     fn users(b: &RecordBatch) -> Vec<String> {
@@ -418,24 +416,15 @@ mod tests {
             &p(json!({"key": ["user_id"], "window": {"column": "event", "seconds": 1}})),
         )
         .unwrap_err();
-        assert!(e.contains("`event` is text, not a time"), "{e}");
+        assert!(e.message.contains("`event` is text, not a time"), "{e}");
     }
 
     #[test]
     fn validate_refuses_nonsense() {
-        let bad = |v: Json| {
-            let mut m: BTreeMap<String, Json> = (KIND.params)()
-                .into_iter()
-                .map(|(k, d)| (k.to_owned(), d.default.unwrap()))
-                .collect();
-            for (k, x) in v.as_object().unwrap() {
-                m.insert(k.clone(), x.clone());
-            }
-            validate(&m).unwrap_err()
-        };
+        let bad = |v: Json| crate::steps::builtin::params_of::<Dedupe>(v).unwrap_err();
         assert!(
             bad(json!({"keep": "frist"}))
-                .help
+                .message
                 .contains("did you mean `first`?")
         );
         assert!(

@@ -4,173 +4,171 @@
 //! (the same trainer and config with no propagation layers) and `ablation`
 //! (the model's config with the other attention setting). The report is a folder
 //! with `report.json` and `report.md`; every metric also goes to the lineage
-//! database (the model's as `ndcg@20`, a baseline's as `popularity/ndcg@20`).
+//! database (the model's as `ndcg@20`, a baseline's as `popularity/ndcg@20`), with
+//! the time each took as `seconds` (`popularity/seconds`): timings are metrics,
+//! never report content, so the same model and graph give the same report bytes.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
 
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 
-use super::gnn_args::{self as args, Params, decl, issue};
-use super::{Kind, Output, ParamIssue};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
 use crate::gnn::baselines::{ItemKnn, popularity};
 use crate::gnn::graph::{Graph, TEST, TRAIN, VALID};
 use crate::gnn::metrics::{self, Metrics};
 use crate::gnn::model::{self, Attention, TrainConfig};
 use crate::gnn::train::train;
-use crate::steps::plugin::{ParamDecl, ParamType};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
-pub static KIND: Kind = Kind {
-    name: "evaluate",
+/// The `evaluate` kind.
+pub struct Evaluate;
+
+impl Builtin for Evaluate {
+    const NAME: &'static str = "evaluate";
     // 2: scores through the propagation's dot product (eight accumulators).
     // 3: its BPR-MF and ablation baselines train with train-gnnr 3's code.
     // 4: and with train-gnnr 4's (an ablation with attention refreshes it once an epoch).
     // 5: `bpr_mf` settings; the report names the BPR-MF baseline's lr and reg.
-    version: 5,
-    description: "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines",
-    inputs: &[("model", false), ("graph", false)],
-    outputs: &[Output {
+    // 6: `report.json` holds no timings (they are the `seconds` metrics).
+    const VERSION: u32 = 6;
+    const DESCRIPTION: &'static str =
+        "Full-ranking Recall/NDCG/Hit/MRR/Precision@K and coverage for a model and its baselines";
+    const TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+    const INPUTS: &'static [(&'static str, bool)] = &[("model", false), ("graph", false)];
+    const OUTPUTS: &'static [Output] = &[Output {
         slot: "report",
         file: "report",
         kind: "report",
         media_type: "application/vnd.pedigree.report",
         dir: true,
-    }],
-    params,
-    validate,
-    run,
-    timeout: Duration::from_secs(6 * 3600),
-};
-
-const BASELINES: &[&str] = &["popularity", "item-knn", "bpr-mf", "ablation"];
-
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        ("k", decl(ParamType::List, json!([10, 20]))),
-        (
+    }];
+    const PARAMS: &'static [Param] = &[
+        param("k", ParamType::List, "write e.g. `k: [10, 20]`"),
+        param(
             "baselines",
-            decl(ParamType::List, json!(["popularity", "item-knn", "bpr-mf"])),
+            ParamType::List,
+            "the baselines are: popularity, item-knn, bpr-mf, ablation",
         ),
-        ("split", decl(ParamType::String, json!("test"))),
-        ("knn_k", decl(ParamType::Int, json!(50))),
-        ("bpr_mf", decl(ParamType::Map, json!({}))),
-    ]
-}
-
-#[derive(Debug)]
-struct Config {
-    ks: Vec<usize>,
-    baselines: Vec<String>,
-    split: u8,
-    knn_k: usize,
-    /// The BPR-MF baseline's own learning rate and L2 (`None`: the model's).
-    bpr_lr: Option<f64>,
-    bpr_reg: Option<f64>,
-}
-
-/// `bpr_mf: {lr: …, reg: …}`: settings of the BPR-MF baseline that differ from the
-/// model's. A baseline trained with the model's lr is not tuned for itself.
-fn bpr_settings(p: &Params) -> Result<(Option<f64>, Option<f64>), ParamIssue> {
-    let help =
-        "write e.g. `bpr_mf: {lr: 0.001, reg: 0.01}` (either may be left out: the model's is used)";
-    let Some(v) = p.get("bpr_mf") else {
-        return Ok((None, None));
-    };
-    let Some(map) = v.as_object() else {
-        return Err(issue(
+        param(
+            "split",
+            ParamType::String,
+            "write `split: test` or `split: valid`",
+        ),
+        param("knn_k", ParamType::Int, "write e.g. `knn_k: 50`"),
+        param(
             "bpr_mf",
-            format!("`bpr_mf` must be a map, not {v}"),
-            help,
-        ));
-    };
-    let mut out = (None, None);
-    for (k, v) in map {
-        let x = v.as_f64().filter(|x| x.is_finite());
-        match (k.as_str(), x) {
-            ("lr", Some(x)) if x > 0.0 => out.0 = Some(x),
-            ("reg", Some(x)) if x >= 0.0 => out.1 = Some(x),
-            ("lr" | "reg", _) => {
-                return Err(issue(
-                    "bpr_mf",
-                    format!("`bpr_mf.{k}: {v}` must be a number, lr above 0 and reg at least 0"),
-                    help,
-                ));
-            }
-            _ => {
-                return Err(issue(
-                    "bpr_mf",
-                    format!("`bpr_mf` has no setting `{k}`; it takes `lr` and `reg`"),
-                    help,
-                ));
-            }
-        }
-    }
-    Ok(out)
-}
+            ParamType::Map,
+            "write e.g. `bpr_mf: {lr: 0.001, reg: 0.01}` (either may be left out: the model's is used)",
+        ),
+    ];
+    type Params = Params;
 
-fn config(p: &Params) -> Result<Config, ParamIssue> {
-    let ks: Vec<usize> = match p.get("k") {
-        None => vec![10, 20],
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|v| v.as_u64().filter(|k| *k > 0).map(|k| k as usize))
-            .collect::<Option<Vec<_>>>()
-            .filter(|v| !v.is_empty())
-            .ok_or_else(|| {
-                issue(
-                    "k",
-                    "`k` must be a list of whole numbers above 0",
-                    "write e.g. `k: [10, 20]`",
-                )
-            })?,
-        Some(v) => {
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        if p.k.is_empty() || p.k.contains(&0) {
             return Err(issue(
                 "k",
-                format!("`k` must be a list, not {v}"),
+                "`k` must be a list of whole numbers above 0",
                 "write e.g. `k: [10, 20]`",
             ));
         }
-    };
-    let baselines: Vec<String> = match p.get("baselines") {
-        None => vec!["popularity".into(), "item-knn".into(), "bpr-mf".into()],
-        Some(Json::Array(a)) => a
-            .iter()
-            .map(|v| match v.as_str() {
-                Some(s) if BASELINES.contains(&s) => Ok(s.to_owned()),
-                _ => Err(issue(
-                    "baselines",
-                    format!("`{v}` is not a baseline"),
-                    format!("the baselines are: {}", BASELINES.join(", ")),
-                )),
-            })
-            .collect::<Result<_, _>>()?,
-        Some(v) => {
+        let help = "write e.g. `bpr_mf: {lr: 0.001, reg: 0.01}` (either may be left out: the model's is used)";
+        if p.bpr_mf.lr.is_some_and(|x| x <= 0.0) || p.bpr_mf.reg.is_some_and(|x| x < 0.0) {
             return Err(issue(
-                "baselines",
-                format!("`baselines` must be a list, not {v}"),
-                "write e.g. `baselines: [popularity, bpr-mf]`",
+                "bpr_mf",
+                "`bpr_mf`: lr must be above 0 and reg at least 0",
+                help,
             ));
         }
-    };
-    let split = match args::choice_of(p, "split", &["test", "valid"], "test")? {
-        0 => TEST,
-        _ => VALID,
-    };
-    let (bpr_lr, bpr_reg) = bpr_settings(p)?;
-    Ok(Config {
-        ks,
-        baselines,
-        split,
-        knn_k: args::usize_of(p, "knn_k", 50)?.max(1),
-        bpr_lr,
-        bpr_reg,
-    })
+        Ok(())
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        run(&p, req)
+    }
 }
 
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    config(p).map(|_| ())
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Baseline {
+    Popularity,
+    ItemKnn,
+    BprMf,
+    Ablation,
+}
+
+impl Baseline {
+    fn name(self) -> &'static str {
+        match self {
+            Baseline::Popularity => "popularity",
+            Baseline::ItemKnn => "item-knn",
+            Baseline::BprMf => "bpr-mf",
+            Baseline::Ablation => "ablation",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Test,
+    Valid,
+}
+
+/// `bpr_mf: {lr: …, reg: …}`: settings of the BPR-MF baseline that differ from the
+/// model's (`None`: the model's). A baseline trained with the model's lr is not
+/// tuned for itself.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BprMf {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lr: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reg: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub k: Vec<usize>,
+    pub baselines: Vec<Baseline>,
+    pub split: Split,
+    pub knn_k: usize,
+    pub bpr_mf: BprMf,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            k: vec![10, 20],
+            baselines: vec![Baseline::Popularity, Baseline::ItemKnn, Baseline::BprMf],
+            split: Split::Test,
+            knn_k: 50,
+            bpr_mf: BprMf::default(),
+        }
+    }
+}
+
+/// What a run of `evaluate` reads from its params.
+#[derive(Debug)]
+struct Config {
+    ks: Vec<usize>,
+    split: u8,
+}
+
+impl Config {
+    fn of(p: &Params) -> Config {
+        Config {
+            ks: p.k.clone(),
+            split: match p.split {
+                Split::Test => TEST,
+                Split::Valid => VALID,
+            },
+        }
+    }
 }
 
 /// Evaluates embeddings ((users + items) × d) on the graph's held-out split.
@@ -219,8 +217,8 @@ fn masks(g: &Graph, split: u8) -> (Vec<Vec<u32>>, Vec<Vec<u32>>) {
     }
 }
 
-fn run(req: &Request) -> Result<Response, String> {
-    let c = config(&req.params).map_err(|e| format!("{} ({})", e.message, e.help))?;
+fn run(p: &Params, req: &Request) -> Result<Response, StepError> {
+    let c = Config::of(p);
     let graph = Graph::read(req.input("graph")?).map_err(|e| e.to_string())?;
     let loaded = model::load(req.input("model")?, &model::cpu()).map_err(|e| e.to_string())?;
     if loaded.meta.users != graph.users || loaded.meta.items != graph.items {
@@ -237,11 +235,12 @@ fn run(req: &Request) -> Result<Response, String> {
     let model_metrics = rank_embeddings(&graph, &loaded.output, d, &c);
     results.push(("gnn-r".into(), model_metrics, t.elapsed().as_secs_f64()));
 
-    for b in &c.baselines {
+    for &baseline in &p.baselines {
+        let b = baseline.name();
         let t = Instant::now();
         let (exclude, target) = masks(&graph, c.split);
-        let m = match b.as_str() {
-            "popularity" => {
+        let m = match baseline {
+            Baseline::Popularity => {
                 let pop = popularity(&graph);
                 metrics::evaluate(
                     graph.n_users(),
@@ -252,8 +251,8 @@ fn run(req: &Request) -> Result<Response, String> {
                     &c.ks,
                 )
             }
-            "item-knn" => {
-                let knn = ItemKnn::fit(&graph, c.knn_k)?;
+            Baseline::ItemKnn => {
+                let knn = ItemKnn::fit(&graph, p.knn_k.max(1))?;
                 let train = graph.items_by_user(TRAIN);
                 metrics::evaluate(
                     graph.n_users(),
@@ -264,13 +263,13 @@ fn run(req: &Request) -> Result<Response, String> {
                     &c.ks,
                 )
             }
-            "bpr-mf" | "ablation" => {
+            Baseline::BprMf | Baseline::Ablation => {
                 let mut cfg: TrainConfig = loaded.meta.config.clone();
-                if b == "bpr-mf" {
+                if baseline == Baseline::BprMf {
                     cfg.layers = 0;
                     cfg.attention = Attention::None;
-                    cfg.lr = c.bpr_lr.unwrap_or(cfg.lr);
-                    cfg.reg = c.bpr_reg.unwrap_or(cfg.reg);
+                    cfg.lr = p.bpr_mf.lr.unwrap_or(cfg.lr);
+                    cfg.reg = p.bpr_mf.reg.unwrap_or(cfg.reg);
                     bpr_trained = Some((cfg.lr, cfg.reg));
                 } else {
                     cfg = ablation_of(&cfg);
@@ -290,15 +289,14 @@ fn run(req: &Request) -> Result<Response, String> {
                 let out = model::values(trained.module.output.val());
                 rank_embeddings(&graph, &out, d, &c)
             }
-            _ => unreachable!("validated above"),
         };
-        let name = if b == "ablation" {
+        let name = if baseline == Baseline::Ablation {
             format!(
                 "gnn-r attention:{}",
                 ablation_of(&loaded.meta.config).attention.name()
             )
         } else {
-            b.clone()
+            b.to_owned()
         };
         results.push((name, m, t.elapsed().as_secs_f64()));
     }
@@ -316,7 +314,9 @@ fn run(req: &Request) -> Result<Response, String> {
         "baselines": {
             "bpr-mf": bpr_trained.map(|(lr, reg)| json!({"lr": lr, "reg": reg})),
         },
-        "results": results.iter().map(|(n, m, s)| json!({"name": n, "metrics": m, "seconds": s})).collect::<Vec<_>>(),
+        // No timings: the report is an artifact, and the same model and graph must give
+        // the same bytes. How long each took is the `seconds` metric.
+        "results": results.iter().map(|(n, m, _)| json!({"name": n, "metrics": m})).collect::<Vec<_>>(),
     });
     let dir = req.output("report")?;
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot write the report: {e}"))?;
@@ -334,16 +334,13 @@ fn run(req: &Request) -> Result<Response, String> {
     eprint!("{md}");
 
     let mut out = Vec::new();
-    for (k, (name, m, _)) in results.iter().enumerate() {
-        for (key, v) in m {
-            let key = if k == 0 {
-                key.clone()
-            } else {
-                format!("{name}/{key}")
-            };
+    for (k, (name, m, seconds)) in results.iter().enumerate() {
+        let timing = ("seconds".to_owned(), *seconds);
+        for (key, v) in m.iter().map(|(k, v)| (k.clone(), *v)).chain([timing]) {
+            let key = if k == 0 { key } else { format!("{name}/{key}") };
             out.push(MetricPoint {
                 key,
-                value: *v,
+                value: v,
                 step: None,
             });
         }
@@ -381,25 +378,31 @@ mod tests {
     use super::*;
     use crate::gnn::model::Refresh;
 
+    use serde_json::Value as Json;
+
     #[test]
     fn bpr_mf_settings_are_checked() {
-        let with = |v: Json| Params::from([("bpr_mf".to_string(), v)]);
-        let c = config(&Params::new()).unwrap();
-        assert_eq!((c.bpr_lr, c.bpr_reg), (None, None));
-        let c = config(&with(json!({"lr": 0.001, "reg": 0.01}))).unwrap();
-        assert_eq!((c.bpr_lr, c.bpr_reg), (Some(0.001), Some(0.01)));
-        let c = config(&with(json!({"reg": 0}))).unwrap();
-        assert_eq!((c.bpr_lr, c.bpr_reg), (None, Some(0.0)));
+        let with = |v: Json| crate::steps::builtin::params_of::<Evaluate>(json!({"bpr_mf": v}));
+        let c = with(json!({})).unwrap().bpr_mf;
+        assert_eq!((c.lr, c.reg), (None, None));
+        let c = with(json!({"lr": 0.001, "reg": 0.01})).unwrap().bpr_mf;
+        assert_eq!((c.lr, c.reg), (Some(0.001), Some(0.01)));
+        let c = with(json!({"reg": 0})).unwrap().bpr_mf;
+        assert_eq!((c.lr, c.reg), (None, Some(0.0)));
         for (bad, says) in [
-            (json!({"lr": 0}), "lr above 0"),
-            (json!({"reg": "high"}), "must be a number"),
-            (json!({"epochs": 3}), "no setting `epochs`"),
-            (json!([0.001]), "must be a map"),
+            (json!({"lr": 0}), "lr must be above 0"),
+            (json!({"reg": "high"}), "invalid type"),
+            (json!({"epochs": 3}), "unknown field `epochs`"),
         ] {
-            let e = config(&with(bad.clone())).unwrap_err();
+            let e = with(bad.clone()).unwrap_err();
             assert_eq!(e.param, "bpr_mf");
             assert!(e.message.contains(says), "{bad}: {}", e.message);
         }
+        let e = crate::steps::builtin::params_of::<Evaluate>(json!({"baselines": ["pop"]}))
+            .unwrap_err();
+        assert_eq!(e.param, "baselines");
+        let e = crate::steps::builtin::params_of::<Evaluate>(json!({"k": []})).unwrap_err();
+        assert_eq!(e.param, "k");
     }
 
     #[test]

@@ -15,47 +15,130 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
 
-use super::gnn_args::{self as args, Params, decl, issue};
-use super::{Kind, Output, ParamIssue};
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
+use crate::registry::{
+    self, LineageEdge, LineageManifest, LineageSource, Registry, RegistryError, ReleaseManifest,
+};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
-pub static KIND: Kind = Kind {
-    name: "publish",
+/// The `publish` kind.
+pub struct Publish;
+
+const NAME_HELP: &str = "use letters, digits, `-`, `_` and `.`, e.g. `name: gnnr-ecommerce`";
+const GATE_HELP: &str =
+    "write e.g. `gate: { \"ndcg@20\": \">= 0.05\", \"recall@20\": \"beats popularity\" }`";
+
+impl Builtin for Publish {
+    const NAME: &'static str = "publish";
     // 2: the model card names the BPR-MF baseline's lr and reg when the report has them.
-    version: 2,
-    description: "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage",
-    inputs: &[("model", false), ("report", false)],
-    outputs: &[Output {
+    // 3: `release.json` does not name the run (the lineage database does), so the
+    //    same model and report give the same release bytes.
+    const VERSION: u32 = 3;
+    const DESCRIPTION: &'static str = "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage";
+    const TIMEOUT: Duration = Duration::from_secs(600);
+    const INPUTS: &'static [(&'static str, bool)] = &[("model", false), ("report", false)];
+    const OUTPUTS: &'static [Output] = &[Output {
         slot: "release",
         file: "release.json",
         kind: "release",
         media_type: "application/json",
         dir: false,
-    }],
-    params,
-    validate,
-    run,
-    timeout: Duration::from_secs(600),
-};
-
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        (
-            "name",
-            ParamDecl {
-                ty: ParamType::String,
-                default: None,
-            },
+    }];
+    const PARAMS: &'static [Param] = &[
+        param("name", ParamType::String, NAME_HELP),
+        param("gate", ParamType::Map, GATE_HELP),
+        param(
+            "registry",
+            ParamType::String,
+            "write e.g. `registry: registry` (a folder inside the workspace)",
         ),
-        ("gate", decl(ParamType::Map, json!({}))),
-        ("registry", decl(ParamType::String, json!("registry"))),
-    ]
+    ];
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        let name = &p.name;
+        if registry::check_name(name).is_err() {
+            return Err(issue(
+                "name",
+                format!("`name: {name}` is not a release name"),
+                NAME_HELP,
+            ));
+        }
+        // By its text; the allowed absolute folders are checked by `check_workflow`.
+        match registry::check_param(&p.registry, &[]) {
+            Ok(()) | Err(RegistryError::Outside { .. }) => Ok(()),
+            Err(e) => Err(issue("registry", e.to_string(), e.help())),
+        }
+    }
+
+    fn check_workflow(p: &Params) -> Result<(), ParamIssue> {
+        registry::check_param(&p.registry, &registry::roots_from_env())
+            .map_err(|e| issue("registry", e.to_string(), e.help()))
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        run(p, req)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    /// Required: it has no default, so it is not serialised.
+    #[serde(skip_serializing)]
+    pub name: String,
+    pub gate: Gates,
+    pub registry: String,
+}
+
+impl Default for Params {
+    fn default() -> Params {
+        Params {
+            name: String::new(),
+            gate: Gates::default(),
+            registry: "registry".into(),
+        }
+    }
+}
+
+/// The `gate:` param: metric → condition, in metric order.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Gates(pub Vec<(String, Gate)>);
+
+impl Serialize for Gates {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(self.0.iter().map(|(m, g)| (m, g.to_string())))
+    }
+}
+
+impl<'de> Deserialize<'de> for Gates {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Gates, D::Error> {
+        let raw = BTreeMap::<String, Json>::deserialize(d)?;
+        raw.into_iter()
+            .map(|(metric, cond)| {
+                let text = match &cond {
+                    Json::String(s) => s.clone(),
+                    Json::Number(n) => format!(">= {n}"),
+                    other => other.to_string(),
+                };
+                parse_gate(&text)
+                    .map(|g| (metric.clone(), g))
+                    .ok_or_else(|| {
+                        serde::de::Error::custom(format!(
+                            "the gate `{metric}: {cond}` is not a condition"
+                        ))
+                    })
+            })
+            .collect::<Result<_, _>>()
+            .map(Gates)
+    }
 }
 
 /// A parsed gate condition.
@@ -63,6 +146,15 @@ fn params() -> Vec<(&'static str, ParamDecl)> {
 pub enum Gate {
     Compare { op: &'static str, value: f64 },
     Beats(String),
+}
+
+impl std::fmt::Display for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Gate::Compare { op, value } => write!(f, "{op} {value}"),
+            Gate::Beats(b) => write!(f, "beats {b}"),
+        }
+    }
 }
 
 pub fn parse_gate(text: &str) -> Option<Gate> {
@@ -83,45 +175,8 @@ pub fn parse_gate(text: &str) -> Option<Gate> {
     None
 }
 
-fn gates(p: &Params) -> Result<Vec<(String, Gate)>, ParamIssue> {
-    args::map_of(p, "gate")?
-        .into_iter()
-        .map(|(metric, cond)| {
-            let text = match &cond {
-                Json::String(s) => s.clone(),
-                Json::Number(n) => format!(">= {n}"),
-                other => other.to_string(),
-            };
-            parse_gate(&text).map(|g| (metric.clone(), g)).ok_or_else(|| {
-                issue(
-                    "gate",
-                    format!("the gate `{metric}: {cond}` is not a condition"),
-                    "write e.g. `gate: { \"ndcg@20\": \">= 0.05\", \"recall@20\": \"beats popularity\" }`",
-                )
-            })
-        })
-        .collect()
-}
-
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    let name = args::str_of(p, "name", "")?;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
-        || name.starts_with('.')
-    {
-        return Err(issue(
-            "name",
-            format!("`name: {name}` is not a release name"),
-            "use letters, digits, `-`, `_` and `.`, e.g. `name: gnnr-ecommerce`",
-        ));
-    }
-    gates(p).map(|_| ())
-}
-
 /// Checks every gate; the error lists each failure with its numbers.
-pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String>, String> {
+pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String>, StepError> {
     let results = report["results"].as_array().cloned().unwrap_or_default();
     let metric_of = |model: Option<&str>, metric: &str| -> Option<f64> {
         let r = match model {
@@ -162,18 +217,20 @@ pub fn check_gates(gates: &[(String, Gate)], report: &Json) -> Result<Vec<String
     if failed.is_empty() {
         Ok(passed)
     } else {
-        Err(format!(
+        Err(StepError::new(format!(
             "the model does not pass its gates: {}",
             failed.join("; ")
         ))
+        .help("nothing was published; improve the model, or change the step's `gate:` if the bar is wrong"))
     }
 }
 
-fn run(req: &Request) -> Result<Response, String> {
-    let name = args::str_of(&req.params, "name", "")
-        .map_err(|e| e.message)?
-        .to_owned();
-    let gates = gates(&req.params).map_err(|e| e.message)?;
+fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+    let Params {
+        name,
+        gate: Gates(gates),
+        registry,
+    } = p;
     let model_dir = req.input("model")?;
     let report_dir = req.input("report")?;
     let report: Json = serde_json::from_slice(
@@ -195,31 +252,39 @@ fn run(req: &Request) -> Result<Response, String> {
         .cloned()
         .ok_or("the request does not carry the model's hash")?;
     let report_hash = req.input_hashes.get("report").cloned().unwrap_or_default();
-    let registry = workspace
-        .join(args::str_of(&req.params, "registry", "registry").map_err(|e| e.message)?)
-        .join(&name);
-    std::fs::create_dir_all(&registry)
-        .map_err(|e| format!("cannot create `{}`: {e}", registry.display()))?;
+    let reg = Registry::open(workspace, &registry, None).map_err(registry_error)?;
+    let release_dir = reg.release(&name).map_err(registry_error)?;
+    std::fs::create_dir_all(&release_dir)
+        .map_err(|e| format!("cannot create `{}`: {e}", release_dir.display()))?;
+    // Created now: check again where it really is (a symlink made meanwhile).
+    let release_dir = reg.release(&name).map_err(registry_error)?;
 
-    let (version, existing) = match find_version(&registry, &model_hash)? {
-        Some(v) => (v, true),
-        None => (next_version(&registry)?, false),
-    };
+    let (version, existing) =
+        match registry::find_by_model(&release_dir, &model_hash).map_err(registry_error)? {
+            Some(v) => (v, true),
+            None => (
+                registry::next_version(&release_dir).map_err(registry_error)?,
+                false,
+            ),
+        };
     let lineage = ancestry(workspace, &[&model_hash, &report_hash])?;
-    let release = json!({
-        "name": name,
-        "version": version,
-        "model_hash": model_hash,
-        "report_hash": report_hash,
-        "run_id": req.run_id,
-        "path": format!("{}/{version}", registry.strip_prefix(workspace).unwrap_or(&registry).display()),
-        "gates": passed,
-        "metrics": report["results"].get(0).map(|r| r["metrics"].clone()).unwrap_or(Json::Null),
-    });
+    let release = ReleaseManifest {
+        name: name.clone(),
+        version,
+        model_hash: model_hash.clone(),
+        report_hash: report_hash.clone(),
+        path: format!("{}/{name}/{version}", reg.display_from(workspace)),
+        gates: passed,
+        metrics: report["results"]
+            .get(0)
+            .map(|r| r["metrics"].clone())
+            .unwrap_or(Json::Null),
+    };
+    let release = pretty(&release)?;
     if existing {
         eprintln!("{name} version {version} already holds model {model_hash}; not copied again");
     } else {
-        let tmp = registry.join(format!(".tmp-{version}-{}", std::process::id()));
+        let tmp = release_dir.join(format!(".tmp-{version}-{}", std::process::id()));
         let write = || -> std::io::Result<()> {
             std::fs::create_dir_all(&tmp)?;
             for f in ["weights.bpk", "model.json"] {
@@ -228,22 +293,25 @@ fn run(req: &Request) -> Result<Response, String> {
             for f in ["report.json", "report.md"] {
                 std::fs::copy(report_dir.join(f), tmp.join(f))?;
             }
-            std::fs::write(tmp.join("lineage.json"), format!("{lineage:#}\n"))?;
+            std::fs::write(
+                tmp.join("lineage.json"),
+                pretty(&lineage).map_err(std::io::Error::other)?,
+            )?;
             std::fs::write(
                 tmp.join("MODEL_CARD.md"),
                 model_card(&name, version, &model_hash, model_dir, &report, &lineage),
             )?;
-            std::fs::write(tmp.join("release.json"), format!("{release:#}\n"))?;
-            std::fs::rename(&tmp, registry.join(version.to_string()))
+            std::fs::write(tmp.join("release.json"), &release)?;
+            std::fs::rename(&tmp, release_dir.join(version.to_string()))
         };
         write().map_err(|e| {
             let _ = std::fs::remove_dir_all(&tmp);
-            format!("cannot write `{}/{version}`: {e}", registry.display())
+            format!("cannot write `{}/{version}`: {e}", release_dir.display())
         })?;
         eprintln!("published {name} version {version}");
     }
     record_release(workspace, &name, version, req.run_id, &model_hash)?;
-    std::fs::write(req.output("release")?, format!("{release:#}\n"))
+    std::fs::write(req.output("release")?, &release)
         .map_err(|e| format!("cannot write the release: {e}"))?;
     Ok(Response {
         metrics: vec![MetricPoint {
@@ -251,41 +319,23 @@ fn run(req: &Request) -> Result<Response, String> {
             value: version as f64,
             step: None,
         }],
-        facets: BTreeMap::from([("release".to_owned(), release)]),
+        facets: BTreeMap::from([(
+            "release".to_owned(),
+            serde_json::from_str(&release).map_err(|e| e.to_string())?,
+        )]),
     })
 }
 
-fn versions(registry: &Path) -> Result<Vec<(u32, PathBuf)>, String> {
-    let mut out = Vec::new();
-    let rd = std::fs::read_dir(registry)
-        .map_err(|e| format!("cannot list `{}`: {e}", registry.display()))?;
-    for entry in rd.flatten() {
-        if let Some(v) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<u32>().ok())
-        {
-            out.push((v, entry.path()));
-        }
-    }
-    out.sort();
-    Ok(out)
+/// A manifest as publish writes it: through a JSON value, so keys are sorted, and
+/// pretty-printed with a final newline.
+fn pretty<T: Serialize>(v: &T) -> Result<String, String> {
+    let v = serde_json::to_value(v).map_err(|e| e.to_string())?;
+    Ok(format!("{v:#}\n"))
 }
 
-fn find_version(registry: &Path, model_hash: &str) -> Result<Option<u32>, String> {
-    for (v, dir) in versions(registry)? {
-        let rel: Option<Json> = std::fs::read(dir.join("release.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        if rel.is_some_and(|r| r["model_hash"] == model_hash) {
-            return Ok(Some(v));
-        }
-    }
-    Ok(None)
-}
-
-fn next_version(registry: &Path) -> Result<u32, String> {
-    Ok(versions(registry)?.last().map_or(1, |(v, _)| v + 1))
+fn registry_error(e: RegistryError) -> StepError {
+    let help = e.help();
+    StepError::new(format!("param `registry`: {e}")).help(help)
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
@@ -297,8 +347,17 @@ fn runtime() -> Result<tokio::runtime::Runtime, String> {
 
 /// The ancestry of the given artifacts from the lineage database: every step run
 /// edge up to the raw inputs, and the workspace paths of those inputs.
-fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<Json, String> {
+fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<LineageManifest, String> {
     let db_path = workspace.join(".pedigree").join("lineage.db");
+    // The order `lineage.json` has always had: by each entry's JSON text.
+    fn sort_as_json<T: Serialize + PartialEq>(v: &mut Vec<T>) {
+        v.sort_by_cached_key(|x| {
+            serde_json::to_value(x)
+                .map(|j| j.to_string())
+                .unwrap_or_default()
+        });
+        v.dedup();
+    }
     runtime()?.block_on(async {
         let db = crate::lineage::Db::open_read_only(&db_path)
             .await
@@ -311,23 +370,34 @@ fn ancestry(workspace: &Path, hashes: &[&str]) -> Result<Json, String> {
             for e in db.lineage_up(h, 64).await.map_err(|e| e.to_string())? {
                 produced.insert(e.from_hash.clone());
                 all.insert(e.to_hash.clone());
-                edges.push(json!({
-                    "output": e.from_hash, "step": e.step, "step_run": e.step_run_id, "run": e.run_id,
-                    "output_slot": e.slot_from, "input_slot": e.slot_to, "input": e.to_hash,
-                }));
+                edges.push(LineageEdge {
+                    output: e.from_hash,
+                    step: e.step,
+                    step_run: e.step_run_id,
+                    run: e.run_id,
+                    output_slot: e.slot_from,
+                    input_slot: e.slot_to,
+                    input: e.to_hash,
+                });
             }
         }
         let mut sources = Vec::new();
         for h in all.iter().filter(|h| !produced.contains(*h)) {
             for s in db.sources_of(h).await.map_err(|e| e.to_string())? {
-                sources.push(json!({"hash": s.artifact_hash, "input": s.name, "path": s.path}));
+                sources.push(LineageSource {
+                    hash: s.artifact_hash,
+                    input: s.name,
+                    path: s.path,
+                });
             }
         }
-        sources.sort_by_key(|s| s.to_string());
-        sources.dedup();
-        edges.sort_by_key(|e| e.to_string());
-        edges.dedup();
-        Ok(json!({"artifacts": hashes, "edges": edges, "sources": sources}))
+        sort_as_json(&mut sources);
+        sort_as_json(&mut edges);
+        Ok(LineageManifest {
+            artifacts: hashes.iter().map(|h| (*h).to_owned()).collect(),
+            edges,
+            sources,
+        })
     })
 }
 
@@ -372,7 +442,7 @@ fn model_card(
     model_hash: &str,
     model_dir: &Path,
     report: &Json,
-    lineage: &Json,
+    lineage: &LineageManifest,
 ) -> String {
     let meta: Json = std::fs::read(model_dir.join("model.json"))
         .ok()
@@ -430,39 +500,38 @@ fn model_card(
     s.push_str(
         "\n## Ancestry\n\nEach line: a step run, the artifact it wrote and the one it read.\n\n",
     );
-    for e in lineage["edges"].as_array().into_iter().flatten() {
+    for e in &lineage.edges {
         let _ = writeln!(
             s,
             "- `{}` ({}.{}) ← step `{}` (run {}) ← `{}` ({})",
-            short(&e["output"]),
-            e["step"].as_str().unwrap_or("?"),
-            e["output_slot"].as_str().unwrap_or("?"),
-            e["step"].as_str().unwrap_or("?"),
-            e["run"],
-            short(&e["input"]),
-            e["input_slot"].as_str().unwrap_or("?"),
+            short(&e.output),
+            e.step,
+            e.output_slot,
+            e.step,
+            e.run,
+            short(&e.input),
+            e.input_slot,
         );
     }
     s.push_str("\nRaw inputs:\n\n");
-    for src in lineage["sources"].as_array().into_iter().flatten() {
+    for src in &lineage.sources {
         let _ = writeln!(
             s,
             "- `{}` `{}` (workflow input `{}`)",
-            src["hash"].as_str().unwrap_or("?"),
-            src["path"].as_str().unwrap_or("?"),
-            src["input"].as_str().unwrap_or("?"),
+            src.hash, src.path, src.input,
         );
     }
     s
 }
 
-fn short(v: &Json) -> String {
-    v.as_str().unwrap_or("?").chars().take(12).collect()
+fn short(v: &str) -> String {
+    v.chars().take(12).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn gates_compare_thresholds_and_baselines() {
@@ -486,10 +555,40 @@ mod tests {
         assert!(check_gates(&g("ndcg@20", ">= 0.05"), &report).is_ok());
         let e = check_gates(&g("ndcg@20", "beats popularity"), &report).unwrap_err();
         assert_eq!(
-            e,
+            e.message,
             "the model does not pass its gates: ndcg@20 0.3000 beats popularity 0.4000"
         );
+        assert!(e.help.is_some());
         let e = check_gates(&g("recall@5", "> 0"), &report).unwrap_err();
-        assert!(e.contains("no metric `recall@5`"), "{e}");
+        assert!(e.message.contains("no metric `recall@5`"), "{e}");
+    }
+
+    /// The child reports a refused param with its help line (it used to keep only
+    /// the message).
+    #[test]
+    fn the_child_keeps_the_help_of_a_refused_param() {
+        let req = Request {
+            step: "publish".into(),
+            inputs: BTreeMap::new(),
+            outputs: BTreeMap::new(),
+            params: BTreeMap::from([
+                ("name".to_owned(), json!("../escape")),
+                ("gate".to_owned(), json!({})),
+                ("registry".to_owned(), json!("registry")),
+            ]),
+            scratch: std::path::PathBuf::from("/nonexistent"),
+            workspace: None,
+            run_id: None,
+            input_hashes: BTreeMap::new(),
+        };
+        let kind = crate::steps::builtin::lookup("publish").unwrap();
+        let e = (kind.run)(&req).unwrap_err();
+        assert!(e.message.contains("is not a release name"), "{e}");
+        assert_eq!(e.help.as_deref(), Some(NAME_HELP));
+        assert!(
+            e.diagnostic()
+                .to_string()
+                .contains("\n  = help: use letters")
+        );
     }
 }

@@ -8,110 +8,122 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::{Value as Json, json};
+use serde::{Deserialize, Serialize};
 
-use super::gnn_args::{self as args, Params, decl, issue};
-use super::{Kind, Output, ParamIssue};
+use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
 use crate::gnn::graph::Graph;
-use crate::gnn::model::{ActivationName, Attention, Refresh, TrainConfig};
+use crate::gnn::model::TrainConfig;
 use crate::gnn::train::{EpochReport, train_and_save};
 use crate::steps::exec::PROGRESS_PREFIX;
-use crate::steps::plugin::{ParamDecl, ParamType};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{MetricPoint, Request, Response};
 
-pub static KIND: Kind = Kind {
-    name: "train-gnnr",
+/// The `train-gnnr` kind.
+pub struct TrainGnnr;
+
+impl Builtin for TrainGnnr {
+    const NAME: &'static str = "train-gnnr";
     // 2: cosine attention and fixed θ; loss on gathered rows; AVX2 kernels.
     // 3: cosine logits from the inputs and their inverse norms; the softmax's own exp.
     // 4: `attention_refresh`, by default once an epoch.
-    version: 4,
-    description: "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph",
-    inputs: &[("graph", false)],
-    outputs: &[Output {
+    const VERSION: u32 = 4;
+    const DESCRIPTION: &'static str =
+        "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph";
+    const TIMEOUT: Duration = Duration::from_secs(6 * 3600);
+    const INPUTS: &'static [(&'static str, bool)] = &[("graph", false)];
+    const OUTPUTS: &'static [Output] = &[Output {
         slot: "model",
         file: "model",
         kind: "model",
         media_type: "application/vnd.pedigree.gnnr-model",
         dir: true,
-    }],
-    params,
-    validate,
-    run,
-    timeout: Duration::from_secs(6 * 3600),
-};
-
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    let d = TrainConfig::default();
-    vec![
-        ("dim", decl(ParamType::Int, json!(d.dim))),
-        ("layers", decl(ParamType::Int, json!(d.layers))),
-        (
+    }];
+    const PARAMS: &'static [Param] = &[
+        param("dim", ParamType::Int, "write e.g. `dim: 64`"),
+        param(
+            "layers",
+            ParamType::Int,
+            "write e.g. `layers: 3` (0: BPR-MF)",
+        ),
+        param(
             "attention",
-            decl(ParamType::String, json!(d.attention.name())),
+            ParamType::String,
+            "write `attention: cosine`, `attention: dot` or `attention: none`",
         ),
-        ("theta", decl(ParamType::Float, json!(d.theta))),
-        ("learn_theta", decl(ParamType::Bool, json!(d.learn_theta))),
-        (
+        param("theta", ParamType::Float, "write e.g. `theta: -0.25`"),
+        param("learn_theta", ParamType::Bool, "write `learn_theta: false`"),
+        param(
             "attention_refresh",
-            decl(ParamType::String, json!(d.attention_refresh.name())),
+            ParamType::String,
+            "write `attention_refresh: epoch` or `attention_refresh: batch`",
         ),
-        ("activation", decl(ParamType::String, json!("none"))),
-        ("bias", decl(ParamType::Bool, json!(d.bias))),
-        ("epochs", decl(ParamType::Int, json!(d.epochs))),
-        ("batch", decl(ParamType::Int, json!(d.batch))),
-        ("lr", decl(ParamType::Float, json!(d.lr))),
-        ("reg", decl(ParamType::Float, json!(d.reg))),
-        ("seed", decl(ParamType::Int, json!(d.seed))),
-        ("patience", decl(ParamType::Int, json!(d.patience))),
-        ("metric", decl(ParamType::String, json!(d.metric))),
-        ("edge_weights", decl(ParamType::Bool, json!(d.edge_weights))),
-        (
+        param(
+            "activation",
+            ParamType::String,
+            "write `activation: none` or `activation: tanh`",
+        ),
+        param("bias", ParamType::Bool, "write `bias: false`"),
+        param("epochs", ParamType::Int, "write e.g. `epochs: 300`"),
+        param("batch", ParamType::Int, "write e.g. `batch: 2048`"),
+        param("lr", ParamType::Float, "write e.g. `lr: 0.01`"),
+        param("reg", ParamType::Float, "write e.g. `reg: 0.001`"),
+        param("seed", ParamType::Int, "write e.g. `seed: 2020`"),
+        param(
+            "patience",
+            ParamType::Int,
+            "write e.g. `patience: 30` (0: never stop early)",
+        ),
+        param("metric", ParamType::String, "write e.g. `metric: ndcg@20`"),
+        param(
+            "edge_weights",
+            ParamType::Bool,
+            "write `edge_weights: true`",
+        ),
+        param(
             "category_weight",
-            decl(ParamType::Float, json!(d.category_weight)),
+            ParamType::Float,
+            "write e.g. `category_weight: 1.0`",
         ),
-        ("threads", decl(ParamType::Int, json!(0))),
-    ]
+        param(
+            "threads",
+            ParamType::Int,
+            "write e.g. `threads: 4` (0: one per core)",
+        ),
+    ];
+    type Params = Params;
+
+    fn check(p: &Params) -> Result<(), ParamIssue> {
+        check(&p.train)
+    }
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        run(p, req)
+    }
 }
 
-/// The training config the params describe.
-pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
+/// The params of `train-gnnr`: the training config, and the threads to train on
+/// (which do not change the model, so they are not part of it).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Params {
+    #[serde(flatten)]
+    pub train: TrainConfig,
+    pub threads: usize,
+}
+
+/// The rules on a training config that its types do not express.
+fn check(c: &TrainConfig) -> Result<(), ParamIssue> {
     let d = TrainConfig::default();
-    let c = TrainConfig {
-        dim: args::usize_of(p, "dim", d.dim)?,
-        layers: args::usize_of(p, "layers", d.layers)?,
-        attention: {
-            let all = [Attention::Cosine, Attention::Dot, Attention::None];
-            let names = all.map(Attention::name);
-            all[args::choice_of(p, "attention", &names, d.attention.name())?]
-        },
-        theta: args::f64_of(p, "theta", d.theta as f64)? as f32,
-        learn_theta: args::bool_of(p, "learn_theta", d.learn_theta)?,
-        attention_refresh: {
-            let all = [Refresh::Epoch, Refresh::Batch];
-            let names = all.map(Refresh::name);
-            all[args::choice_of(p, "attention_refresh", &names, d.attention_refresh.name())?]
-        },
-        activation: match args::choice_of(p, "activation", &["none", "tanh"], "none")? {
-            0 => ActivationName::None,
-            _ => ActivationName::Tanh,
-        },
-        bias: args::bool_of(p, "bias", d.bias)?,
-        epochs: args::usize_of(p, "epochs", d.epochs)?,
-        batch: args::usize_of(p, "batch", d.batch)?,
-        lr: args::f64_of(p, "lr", d.lr)?,
-        reg: args::f64_of(p, "reg", d.reg)?,
-        seed: args::usize_of(p, "seed", d.seed as usize)? as u64,
-        patience: args::usize_of(p, "patience", d.patience)?,
-        metric: args::str_of(p, "metric", &d.metric)?.to_owned(),
-        edge_weights: args::bool_of(p, "edge_weights", d.edge_weights)?,
-        category_weight: args::f64_of(p, "category_weight", d.category_weight as f64)? as f32,
-    };
-    for (name, v) in [("dim", c.dim), ("epochs", c.epochs), ("batch", c.batch)] {
+    for (name, v, example) in [
+        ("dim", c.dim, d.dim),
+        ("epochs", c.epochs, d.epochs),
+        ("batch", c.batch, d.batch),
+    ] {
         if v == 0 {
             return Err(issue(
                 name,
                 format!("`{name}` must be at least 1"),
-                format!("write e.g. `{name}: {}`", json!(params_default(name))),
+                format!("write e.g. `{name}: {example}`"),
             ));
         }
     }
@@ -157,24 +169,14 @@ pub fn config(p: &Params) -> Result<TrainConfig, ParamIssue> {
             "write e.g. `metric: ndcg@20` (recall, ndcg, hit, mrr or precision at some K)",
         ));
     }
-    Ok(c)
+    Ok(())
 }
 
-fn params_default(name: &str) -> Json {
-    params()
-        .into_iter()
-        .find(|(n, _)| *n == name)
-        .and_then(|(_, d)| d.default)
-        .unwrap_or(Json::Null)
-}
-
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    config(p).map(|_| ())
-}
-
-fn run(req: &Request) -> Result<Response, String> {
-    let config = config(&req.params).map_err(|e| format!("{} ({})", e.message, e.help))?;
-    let threads = args::usize_of(&req.params, "threads", 0).map_err(|e| e.message)?;
+fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+    let Params {
+        train: config,
+        threads,
+    } = p;
     if threads > 0 {
         // Ignore an already-initialised pool: the setting is per process.
         let _ = rayon::ThreadPoolBuilder::new()
@@ -231,28 +233,38 @@ fn run(req: &Request) -> Result<Response, String> {
 mod tests {
     use super::*;
 
-    fn with(pairs: &[(&str, Json)]) -> Params {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.clone()))
-            .collect()
+    use crate::gnn::model::{Attention, Refresh};
+    use serde_json::{Value as Json, json};
+
+    fn config(v: Json) -> Result<TrainConfig, ParamIssue> {
+        crate::steps::builtin::params_of::<TrainGnnr>(v).map(|p| p.train)
+    }
+
+    fn with(pairs: &[(&str, Json)]) -> Json {
+        Json::Object(
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect(),
+        )
     }
 
     #[test]
     fn attention_and_theta_are_checked() {
-        let c = config(&Params::new()).unwrap();
+        let c = config(json!({})).unwrap();
+        assert_eq!(c, TrainConfig::default());
         assert_eq!(c.attention, Attention::Cosine);
         assert!(!c.learn_theta);
         assert_eq!(c.attention_refresh, Refresh::Epoch);
         // θ learns only when attention is recomputed, with its gradient, every batch.
-        let e = config(&with(&[
+        let e = config(with(&[
             ("attention", json!("dot")),
             ("learn_theta", json!(true)),
         ]))
         .unwrap_err();
         assert_eq!(e.param, "learn_theta");
         assert!(e.help.contains("attention_refresh: batch"), "{}", e.help);
-        let c = config(&with(&[
+        let c = config(with(&[
             ("attention", json!("dot")),
             ("learn_theta", json!(true)),
             ("attention_refresh", json!("batch")),
@@ -262,17 +274,17 @@ mod tests {
             (c.attention, c.learn_theta, c.attention_refresh),
             (Attention::Dot, true, Refresh::Batch)
         );
-        let e = config(&with(&[("attention_refresh", json!("weekly"))])).unwrap_err();
+        let e = config(with(&[("attention_refresh", json!("weekly"))])).unwrap_err();
         assert_eq!(e.param, "attention_refresh");
-        let e = config(&with(&[("attention", json!("sparkle"))])).unwrap_err();
+        let e = config(with(&[("attention", json!("sparkle"))])).unwrap_err();
         assert_eq!(e.param, "attention");
         assert!(e.message.contains("cosine"), "{}", e.message);
         // Finite as f64, infinite as the f32 the model uses: refused, not a NaN model.
         for theta in [json!(1e39), json!(-101.0)] {
-            let e = config(&with(&[("theta", theta)])).unwrap_err();
+            let e = config(with(&[("theta", theta)])).unwrap_err();
             assert_eq!(e.param, "theta", "{}", e.message);
         }
-        let e = config(&with(&[("category_weight", json!(1e39))])).unwrap_err();
+        let e = config(with(&[("category_weight", json!(1e39))])).unwrap_err();
         assert_eq!(e.param, "category_weight");
     }
 }

@@ -15,322 +15,65 @@
 //! another is filled first (otherwise alphabetically). Observed cells are never changed,
 //! and a cell no strategy can fill stays null and is counted in `unfilled`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray, new_null_array};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value as Json, json};
 
-use super::common::{self, Report, decl, issue};
-use super::{Kind, Output, ParamIssue};
-use crate::steps::plugin::{ParamDecl, ParamType};
+use super::common::{self, Report};
+use super::{Builtin, Output, Param, StepError, param};
+use crate::steps::plugin::ParamType;
 use crate::steps::protocol::{Request, Response};
-use crate::table::ReadOptions;
 use crate::table::rows::{NO_GROUP, group_ids};
 
-pub static KIND: Kind = Kind {
-    name: "impute",
-    version: 1,
-    description: "Fill null cells per column with constant, mean, median, mode, grouped statistics, values looked up in a side table, or kNN over feature columns; never invents a value where no strategy applies",
-    inputs: &[("table", false), ("side", true)],
-    outputs: &[Output {
-        slot: "table",
-        file: "impute.parquet",
-        kind: "table",
-        media_type: crate::table::PARQUET_MEDIA_TYPE,
-        dir: false,
-    }],
-    params,
-    validate,
-    run,
-    timeout: std::time::Duration::from_secs(3600),
-};
+mod strategy;
 
-fn params() -> Vec<(&'static str, ParamDecl)> {
-    vec![
-        ("read", decl(ParamType::Map, json!({}))),
-        ("side_read", decl(ParamType::Map, json!({}))),
-        (
+pub use strategy::{Plan, Stat, Strategy, plan};
+
+/// The `impute` kind.
+pub struct Impute;
+
+impl Builtin for Impute {
+    const NAME: &'static str = "impute";
+    const VERSION: u32 = 1;
+    const DESCRIPTION: &'static str = "Fill null cells per column with constant, mean, median, mode, grouped statistics, values looked up in a side table, or kNN over feature columns; never invents a value where no strategy applies";
+    const INPUTS: &'static [(&'static str, bool)] = &[("table", false), ("side", true)];
+    const OUTPUTS: &'static [Output] = &[Output::table("table", "impute.parquet")];
+    const PARAMS: &'static [Param] = &[
+        param("read", ParamType::Map, common::READ_HELP),
+        param("side_read", ParamType::Map, common::READ_HELP),
+        param(
             "columns",
-            ParamDecl {
-                ty: ParamType::Map,
-                default: None,
-            },
-        ),
-    ]
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stat {
-    Mean,
-    Median,
-    Mode,
-}
-
-impl Stat {
-    fn name(self) -> &'static str {
-        match self {
-            Stat::Mean => "mean",
-            Stat::Median => "median",
-            Stat::Mode => "mode",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum Strategy {
-    Constant(Json),
-    Stat {
-        stat: Stat,
-        by: Option<String>,
-    },
-    Lookup {
-        key: String,
-        column: Option<String>,
-        side_key: Option<String>,
-    },
-    Knn {
-        features: Vec<String>,
-        k: usize,
-        max_train: usize,
-    },
-}
-
-const STRATEGIES: &[&str] = &["constant", "mean", "median", "mode", "lookup", "knn"];
-
-impl Strategy {
-    /// The name counted in the `imputed` facet.
-    pub fn label(&self) -> String {
-        match self {
-            Strategy::Constant(_) => "constant".into(),
-            Strategy::Stat { stat, by: None } => stat.name().into(),
-            Strategy::Stat { stat, by: Some(b) } => format!("{}_by:{b}", stat.name()),
-            Strategy::Lookup { key, .. } => format!("lookup:{key}"),
-            Strategy::Knn { .. } => "knn".into(),
-        }
-    }
-
-    /// Other columns whose values this strategy reads in the main table.
-    fn reads(&self) -> Vec<&str> {
-        match self {
-            Strategy::Stat { by: Some(b), .. } => vec![b.as_str()],
-            Strategy::Knn { features, .. } => features.iter().map(String::as_str).collect(),
-            Strategy::Lookup { key, .. } => vec![key.as_str()],
-            _ => vec![],
-        }
-    }
-
-    pub fn parse(v: &Json) -> Result<Strategy, String> {
-        let unknown = |name: &str| {
-            format!(
-                "unknown strategy `{name}`; {}",
-                crate::diag::suggest(name, "strategy", STRATEGIES.iter().copied())
-            )
-        };
-        let stat = |name: &str| match name {
-            "mean" => Some(Stat::Mean),
-            "median" => Some(Stat::Median),
-            "mode" => Some(Stat::Mode),
-            _ => None,
-        };
-        let (name, arg) = match v {
-            Json::String(s) => (s.as_str(), &Json::Null),
-            Json::Object(m) if m.len() == 1 => {
-                let (k, a) = m.iter().next().expect("one entry");
-                (k.as_str(), a)
-            }
-            _ => {
-                return Err(format!(
-                    "a strategy is a name (`median`) or a map with one key (`{{ constant: 0 }}`), not `{v}`"
-                ));
-            }
-        };
-        let fields = |allowed: &[&str]| -> Result<&serde_json::Map<String, Json>, String> {
-            let m = arg
-                .as_object()
-                .ok_or_else(|| format!("`{name}` takes a map, e.g. {}", example(name)))?;
-            if let Some(k) = m.keys().find(|k| !allowed.contains(&k.as_str())) {
-                return Err(format!(
-                    "`{name}` has no setting `{k}`; {}",
-                    crate::diag::suggest(k, "setting", allowed.iter().copied())
-                ));
-            }
-            Ok(m)
-        };
-        let text = |m: &serde_json::Map<String, Json>, k: &str| -> Result<Option<String>, String> {
-            match m.get(k) {
-                None => Ok(None),
-                Some(Json::String(s)) if !s.is_empty() => Ok(Some(s.clone())),
-                Some(other) => Err(format!("`{name}.{k}` must be a column name, not `{other}`")),
-            }
-        };
-        match name {
-            "constant" if !arg.is_null() => Ok(Strategy::Constant(arg.clone())),
-            "constant" => Err("`constant` needs a value, e.g. `{ constant: 0 }`".into()),
-            s if stat(s).is_some() => {
-                let by = if arg.is_null() {
-                    None
-                } else {
-                    text(fields(&["by"])?, "by")?
-                };
-                Ok(Strategy::Stat {
-                    stat: stat(s).expect("checked"),
-                    by,
-                })
-            }
-            "lookup" => {
-                let m = fields(&["key", "column", "side_key"])?;
-                Ok(Strategy::Lookup {
-                    key: text(m, "key")?
-                        .ok_or("`lookup` needs a `key`, e.g. `{ lookup: { key: item_id } }`")?,
-                    column: text(m, "column")?,
-                    side_key: text(m, "side_key")?,
-                })
-            }
-            "knn" => {
-                let m = fields(&["features", "k", "max_train"])?;
-                let features: Vec<String> = match m.get("features") {
-                    Some(Json::Array(a)) if !a.is_empty() => a
-                        .iter()
-                        .map(|f| f.as_str().map(str::to_owned).ok_or(()))
-                        .collect::<Result<_, _>>()
-                        .map_err(|_| "`knn.features` is a list of column names".to_owned())?,
-                    _ => {
-                        return Err(
-                            "`knn` needs `features`: a non-empty list of numeric columns".into(),
-                        );
-                    }
-                };
-                let int = |k: &str, default: u64| -> Result<u64, String> {
-                    match m.get(k) {
-                        None => Ok(default),
-                        Some(v) => v.as_u64().filter(|n| *n >= 1).ok_or_else(|| {
-                            format!("`knn.{k}` must be a whole number of at least 1, not `{v}`")
-                        }),
-                    }
-                };
-                let k = int("k", 5)?;
-                if k > 1000 {
-                    return Err(format!("`knn.k` is {k}; use at most 1000 neighbours"));
-                }
-                Ok(Strategy::Knn {
-                    features,
-                    k: k as usize,
-                    max_train: int("max_train", 100_000)? as usize,
-                })
-            }
-            other => Err(unknown(other)),
-        }
-    }
-}
-
-fn example(name: &str) -> &'static str {
-    match name {
-        "lookup" => "`{ lookup: { key: item_id } }`",
-        "knn" => "`{ knn: { features: [price], k: 5 } }`",
-        _ => "`{ median: { by: category } }`",
-    }
-}
-
-/// The columns to fill, in the order they are filled, with their strategies.
-pub type Plan = Vec<(String, Vec<Strategy>)>;
-
-/// Parse `columns` and order it so features and groups are filled before their users.
-pub fn plan(columns: &Json) -> Result<Plan, String> {
-    let m = columns
-        .as_object()
-        .ok_or("`columns` maps each column to fill to its list of strategies")?;
-    if m.is_empty() {
-        return Err("`columns` is empty, so there is nothing to fill".into());
-    }
-    let mut parsed: BTreeMap<String, Vec<Strategy>> = BTreeMap::new();
-    for (col, list) in m {
-        let items: Vec<Json> = match list {
-            Json::Array(a) if !a.is_empty() => a.clone(),
-            Json::Array(_) => return Err(format!("`{col}` has no strategies")),
-            single => vec![single.clone()],
-        };
-        let s = items
-            .iter()
-            .map(Strategy::parse)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("`{col}`: {e}"))?;
-        for st in &s {
-            if st.reads().contains(&col.as_str()) && !matches!(st, Strategy::Lookup { .. }) {
-                return Err(format!(
-                    "`{col}`: `{}` reads the column it fills",
-                    st.label()
-                ));
-            }
-        }
-        parsed.insert(col.clone(), s);
-    }
-    // Topological order (Kahn), alphabetical among the ready.
-    let deps: BTreeMap<&str, BTreeSet<&str>> = parsed
-        .iter()
-        .map(|(c, s)| {
-            let d = s
-                .iter()
-                .flat_map(Strategy::reads)
-                .filter(|r| *r != c && parsed.contains_key(*r))
-                .collect();
-            (c.as_str(), d)
-        })
-        .collect();
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut order = Vec::new();
-    while order.len() < parsed.len() {
-        let ready = deps
-            .iter()
-            .find(|(c, d)| !done.contains(*c) && d.iter().all(|x| done.contains(x)));
-        match ready {
-            Some((c, _)) => {
-                done.insert(c);
-                order.push((c.to_string(), parsed[*c].clone()));
-            }
-            None => {
-                let left: Vec<String> = deps
-                    .keys()
-                    .filter(|c| !done.contains(*c))
-                    .map(|c| format!("`{c}`"))
-                    .collect();
-                return Err(format!(
-                    "the columns {} are each filled from another, in a circle",
-                    left.join(", ")
-                ));
-            }
-        }
-    }
-    Ok(order)
-}
-
-fn validate(p: &BTreeMap<String, Json>) -> Result<(), ParamIssue> {
-    common::validate_read(p, "read")?;
-    common::validate_read(p, "side_read")?;
-    plan(p.get("columns").unwrap_or(&Json::Null)).map_err(|m| {
-        issue(
-            "columns",
-            m,
+            ParamType::Map,
             "e.g. `columns: { price: [{ lookup: { key: item_id } }, median] }`; the strategies are `constant`, `mean`, `median`, `mode` (each optionally `{ by: COL }`), `lookup` and `knn`",
-        )
-    })?;
-    Ok(())
+        ),
+    ];
+    type Params = Params;
+
+    fn run(p: Params, req: &Request) -> Result<Response, StepError> {
+        let table = common::load(req.input("table")?, &p.read.opts)?.batch;
+        let side = match req.inputs.get("side") {
+            Some(path) => Some(common::load(path, &p.side_read.opts)?.batch),
+            None => None,
+        };
+        let (out, report) = impute(table, side.as_ref(), &p.columns)?;
+        crate::table::write_parquet(req.output("table")?, &out)?;
+        Ok(report.resp)
+    }
 }
 
-fn run(req: &Request) -> Result<Response, String> {
-    let read = ReadOptions::from_param(req.params.get("read"))?;
-    let side_read = ReadOptions::from_param(req.params.get("side_read"))?;
-    let plan = plan(req.params.get("columns").unwrap_or(&Json::Null))?;
-    let table = common::load(req.input("table")?, &read)?.batch;
-    let side = match req.inputs.get("side") {
-        Some(p) => Some(common::load(p, &side_read)?.batch),
-        None => None,
-    };
-    let (out, report) = impute(table, side.as_ref(), &plan)?;
-    crate::table::write_parquet(req.output("table")?, &out).map_err(common::table_error)?;
-    Ok(report.resp)
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Params {
+    pub read: common::Read,
+    pub side_read: common::Read,
+    /// Required: it has no default, so it is not serialised.
+    #[serde(skip_serializing)]
+    pub columns: Plan,
 }
 
 /// Where an imputed cell's value comes from: (donor array, row of the donor).
@@ -351,7 +94,7 @@ impl Column<'_> {
         self.observed.is_null(row) && self.fills[row].is_none()
     }
 
-    fn donor(&mut self, a: ArrayRef) -> Result<usize, String> {
+    fn donor(&mut self, a: ArrayRef) -> Result<usize, StepError> {
         let a = if a.data_type() == self.observed.data_type() {
             a
         } else {
@@ -367,7 +110,7 @@ impl Column<'_> {
         Ok(self.donors.len() - 1)
     }
 
-    fn finish(self) -> Result<ArrayRef, String> {
+    fn finish(self) -> Result<ArrayRef, StepError> {
         let idx: Vec<(usize, usize)> = self
             .fills
             .iter()
@@ -375,7 +118,7 @@ impl Column<'_> {
             .map(|(row, f)| f.unwrap_or((0, row)))
             .collect();
         let refs: Vec<&dyn Array> = self.donors.iter().map(|d| d.as_ref()).collect();
-        arrow::compute::interleave(&refs, &idx).map_err(|e| e.to_string())
+        Ok(arrow::compute::interleave(&refs, &idx).map_err(|e| e.to_string())?)
     }
 }
 
@@ -384,7 +127,7 @@ pub fn impute(
     table: RecordBatch,
     side: Option<&RecordBatch>,
     plan: &Plan,
-) -> Result<(RecordBatch, Report), String> {
+) -> Result<(RecordBatch, Report), StepError> {
     let n = table.num_rows();
     let before = table.clone();
     let mut fields: Vec<Field> = table
@@ -396,7 +139,7 @@ pub fn impute(
     let mut cols: Vec<ArrayRef> = table.columns().to_vec();
     let mut imputed: BTreeMap<String, Json> = BTreeMap::new();
     let mut unfilled: BTreeMap<String, u64> = BTreeMap::new();
-    for (name, strategies) in plan {
+    for (name, strategies) in &plan.0 {
         let idx = match fields.iter().position(|f| f.name() == name) {
             Some(i) => i,
             None => {
@@ -408,8 +151,10 @@ pub fn impute(
                     _ => None,
                 });
                 let Some(sc) = side_col else {
-                    common::column(&table, name, "`columns`")?;
-                    unreachable!("column() fails for a missing column");
+                    return Err(match common::column(&table, name, "`columns`") {
+                        Err(e) => e,
+                        Ok(_) => StepError::new(format!("no column `{name}`")),
+                    });
                 };
                 fields.push(Field::new(name, sc.data_type().clone(), true));
                 cols.push(new_null_array(sc.data_type(), n));
@@ -458,7 +203,7 @@ pub fn impute(
     Ok((out, report))
 }
 
-fn as_f64(c: &ArrayRef, what: &str) -> Result<Float64Array, String> {
+fn as_f64(c: &ArrayRef, what: &str) -> Result<Float64Array, StepError> {
     let f = match c.data_type() {
         DataType::Timestamp(..) => arrow::compute::cast(
             &arrow::compute::cast(c, &DataType::Int64).map_err(|e| e.to_string())?,
@@ -469,7 +214,8 @@ fn as_f64(c: &ArrayRef, what: &str) -> Result<Float64Array, String> {
             return Err(format!(
                 "{what} needs numbers, but it is {}",
                 crate::table::stats::type_name(t)
-            ));
+            )
+            .into());
         }
     }
     .map_err(|e| e.to_string())?;
@@ -485,7 +231,7 @@ fn apply(
     s: &Strategy,
     table: &RecordBatch,
     side: Option<&RecordBatch>,
-) -> Result<u64, String> {
+) -> Result<u64, StepError> {
     let n = c.fills.len();
     let mut filled = 0;
     match s {
@@ -501,7 +247,8 @@ fn apply(
                     "`{}`: the constant `{text}` is not a {}",
                     c.name,
                     crate::table::stats::type_name(c.observed.data_type())
-                ));
+                )
+                .into());
             }
             let d = c.donor(a)?;
             for r in 0..n {
@@ -685,7 +432,7 @@ fn knn(
     features: &[String],
     k: usize,
     max_train: usize,
-) -> Result<u64, String> {
+) -> Result<u64, StepError> {
     use linfa_nn::NearestNeighbour;
     use linfa_nn::distance::L2Dist;
     let n = c.fills.len();
@@ -982,7 +729,7 @@ mod tests {
         let p = plan(&json!({"category": {"knn": {"features": ["price"]}}, "price": "median"}))
             .unwrap();
         assert_eq!(
-            p.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
+            p.0.iter().map(|(c, _)| c.as_str()).collect::<Vec<_>>(),
             vec!["price", "category"]
         );
         let e = plan(&json!({"x": "mediun"})).unwrap_err();

@@ -113,6 +113,26 @@ fn graph_train_evaluate_publish_end_to_end() {
 
     // The release: weights, report, card and lineage, naming the model's hash.
     assert_eq!(versions(&ws), ["1"]);
+    // Its database row keeps time as every other `*_at` column does (RFC 3339), not
+    // Unix seconds.
+    let created_at: String = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(ws.path().join(".pedigree/lineage.db"))
+                .read_only(true);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::query_scalar("SELECT created_at FROM releases")
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+        });
+    assert!(
+        pedigree::util::time::parse_time(&created_at).is_some(),
+        "releases.created_at = {created_at:?}"
+    );
     for f in [
         "weights.bpk",
         "model.json",

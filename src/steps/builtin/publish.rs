@@ -416,21 +416,9 @@ fn record_release(
         let db = crate::lineage::Db::open(&dot.join("lineage.db"), &dot.join("locks"))
             .await
             .map_err(|e| e.to_string())?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
-        sqlx::query(
-            "INSERT OR IGNORE INTO releases (name, version, run_id, artifact_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(name)
-        .bind(version as i64)
-        .bind(run_id)
-        .bind(model_hash)
-        .bind(now.to_string())
-        .execute(db.pool())
-        .await
-        .map_err(|e| format!("cannot record the release: {e}"))?;
+        db.record_release(name, i64::from(version), run_id, model_hash)
+            .await
+            .map_err(|e| format!("cannot record the release: {e}"))?;
         db.close().await;
         Ok(())
     })

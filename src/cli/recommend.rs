@@ -11,13 +11,13 @@ use serde_json::{Value as Json, json};
 
 use crate::registry::{self, LineageManifest, Registry, RegistryError, ReleaseManifest};
 
-use super::{CliError, Exit, Global, open_existing, print_json};
+use super::{CliError, Exit, Global, open_read, print_json};
 use crate::engine::key::short;
 use crate::gnn::explain::{self, Recommendation};
 use crate::gnn::graph::Graph;
 use crate::gnn::input;
 use crate::gnn::model;
-use crate::workspace::Workspace;
+use crate::workspace::ReadWorkspace;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,7 +54,7 @@ struct Table {
 }
 
 pub async fn run(a: Args, g: &Global) -> Result<Exit, CliError> {
-    let ws = open_existing(g).await?;
+    let ws = open_read(g).await?;
     let (name, version) = parse_release(&a.release)?;
     let refused =
         |e: RegistryError| CliError::invalid(format!("error: {e}\n  = help: {}", e.help()));
@@ -206,7 +206,7 @@ fn parse_release(s: &str) -> Result<(&str, Option<u32>), CliError> {
     }
 }
 
-fn object(ws: &Workspace, hash: &str) -> Result<PathBuf, CliError> {
+fn object(ws: &ReadWorkspace, hash: &str) -> Result<PathBuf, CliError> {
     let p = ws.store.object_path(hash);
     if p.is_file() {
         Ok(p)
@@ -221,7 +221,7 @@ fn object(ws: &Workspace, hash: &str) -> Result<PathBuf, CliError> {
 /// Every table from the graph's `interactions` input up to the raw file, with the
 /// rows of the user's interactions in each.
 fn provenance(
-    ws: &Workspace,
+    ws: &ReadWorkspace,
     graph: &Graph,
     graph_hash: &str,
     lineage: &LineageManifest,

@@ -132,10 +132,7 @@ impl RefError {
     }
 }
 
-/// The first 12 hex digits of a hash, as people read them.
-fn short(h: &str) -> &str {
-    h.get(..12).unwrap_or(h)
-}
+use crate::util::fmt::short;
 
 impl FromStr for RunRef {
     type Err = RefError;

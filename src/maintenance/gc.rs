@@ -54,7 +54,7 @@ pub async fn collect(
     // run published, whatever its `registry:`; the default folder's files are read
     // too, for a `publish` started outside a run (no run id, no database row).
     keep.extend(db.release_ancestry().await?);
-    keep.extend(release_hashes(&ws.root.join("registry")));
+    keep.extend(crate::registry::release_hashes(&ws.root.join("registry")));
     // Trees keep their members.
     for h in keep.clone() {
         if let Ok(tree) = ws.store.read_tree(&h) {
@@ -125,51 +125,6 @@ fn clean_tmp_and_locks(ws: &Workspace, cutoff: SystemTime) {
             }
         }
     }
-}
-
-/// Every object hash named in the JSON files of `registry/NAME/VERSION/`
-/// (`lineage.json`, `release.json`, …): any 64-hex string value. Keeping a hash
-/// that is not an object costs nothing; missing one would break a release.
-fn release_hashes(registry: &Path) -> Vec<String> {
-    fn collect(v: &serde_json::Value, out: &mut Vec<String>) {
-        match v {
-            serde_json::Value::String(s)
-                if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) =>
-            {
-                out.push(s.to_ascii_lowercase())
-            }
-            serde_json::Value::Array(a) => a.iter().for_each(|x| collect(x, out)),
-            serde_json::Value::Object(m) => m.values().for_each(|x| collect(x, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    let dirs = |d: &Path| -> Vec<PathBuf> {
-        std::fs::read_dir(d)
-            .map(|rd| {
-                rd.flatten()
-                    .map(|e| e.path())
-                    .filter(|p| p.is_dir())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    for name in dirs(registry) {
-        for version in dirs(&name) {
-            let Ok(rd) = std::fs::read_dir(&version) else {
-                continue;
-            };
-            for f in rd.flatten().map(|e| e.path()) {
-                if f.extension().is_some_and(|x| x == "json")
-                    && let Ok(text) = std::fs::read_to_string(&f)
-                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-                {
-                    collect(&v, &mut out);
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The lock files that may pin objects: the one beside each workflow file a run

@@ -209,7 +209,7 @@ async fn run_detail(db: &ReadDb, id: i64) -> Result<Option<RunDetail>> {
                         Some((step, slot, _)) => format!("{step}.{slot}"),
                         None => match raw_by_hash.get(i.artifact_hash.as_str()) {
                             Some(name) => format!("inputs.{name}"),
-                            None => crate::engine::key::short(&i.artifact_hash),
+                            None => crate::util::fmt::short(&i.artifact_hash),
                         },
                     };
                     (i.slot.clone(), from)
@@ -267,24 +267,24 @@ fn order_as_dag(steps: &mut Vec<StepDetail>) {
         })
         .collect();
     let n = steps.len();
+    let deps: Vec<Vec<usize>> = deps
+        .into_iter()
+        .enumerate()
+        .map(|(i, d)| d.into_iter().filter(|&j| j != i).collect())
+        .collect();
+    // Recorded order breaks ties; a cycle cannot happen, but if the data had one the
+    // steps keep their recorded order.
+    let order = crate::util::topo::order(&deps).unwrap_or_else(|_| (0..n).collect());
     let mut placed = vec![false; n];
-    let mut order = Vec::with_capacity(n);
     let mut depth = vec![0usize; n];
-    while order.len() < n {
-        // The first step (in recorded order) whose dependencies are all placed; a
-        // cycle cannot happen, but if the data had one, take the next unplaced step.
-        let next = (0..n)
-            .find(|&i| !placed[i] && deps[i].iter().all(|&d| placed[d] || d == i))
-            .or_else(|| (0..n).find(|&i| !placed[i]))
-            .expect("an unplaced step exists");
-        depth[next] = deps[next]
+    for &i in &order {
+        depth[i] = deps[i]
             .iter()
-            .filter(|&&d| d != next && placed[d])
+            .filter(|&&d| placed[d])
             .map(|&d| depth[d] + 1)
             .max()
             .unwrap_or(0);
-        placed[next] = true;
-        order.push(next);
+        placed[i] = true;
     }
     let mut taken: Vec<Option<StepDetail>> = steps.drain(..).map(Some).collect();
     for i in order {

@@ -299,7 +299,7 @@ fn plan_of(m: serde_json::Map<String, Json>) -> Result<Plan, String> {
             d.into_iter().collect()
         })
         .collect();
-    match kahn(&deps) {
+    match crate::util::topo::order(&deps) {
         Ok(order) => Ok(Plan(
             order
                 .into_iter()
@@ -313,35 +313,5 @@ fn plan_of(m: serde_json::Map<String, Json>) -> Result<Plan, String> {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
-    }
-}
-
-/// Kahn's topological sort over `deps[i]` (what `i` needs first), taking the
-/// smallest ready index each time; on a cycle, the indices left over, in order.
-// The integrator moves this to the crate's one topological sort (`util::topo`).
-fn kahn(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
-    let n = deps.len();
-    let mut missing: Vec<usize> = deps.iter().map(Vec::len).collect();
-    let mut dependents = vec![Vec::new(); n];
-    for (i, d) in deps.iter().enumerate() {
-        for &j in d {
-            dependents[j].push(i);
-        }
-    }
-    let mut ready: BTreeSet<usize> = (0..n).filter(|&i| missing[i] == 0).collect();
-    let mut order = Vec::with_capacity(n);
-    while let Some(i) = ready.pop_first() {
-        order.push(i);
-        for &d in &dependents[i] {
-            missing[d] -= 1;
-            if missing[d] == 0 {
-                ready.insert(d);
-            }
-        }
-    }
-    if order.len() == n {
-        Ok(order)
-    } else {
-        Err((0..n).filter(|&i| missing[i] > 0).collect())
     }
 }

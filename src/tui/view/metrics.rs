@@ -19,6 +19,7 @@ use super::run::fmt_num;
 use super::{Theme, cut, panel};
 use crate::tui::app::MetricsScreen;
 use crate::tui::data::{MetricsDetail, RunMetrics};
+use crate::tui::input::{self, Action, Context};
 
 pub fn draw(m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &m.detail else {
@@ -141,8 +142,10 @@ fn draw_chart(
         .collect();
     let chart = Chart::new(datasets)
         .block(Block::bordered().title(format!(
-            " {key} by epoch ({}/{count}, j/k: next) ",
-            index + 1
+            " {key} by epoch ({}/{count}, {}/{}: next) ",
+            index + 1,
+            input::key_name(Context::Metrics, Action::NextChart),
+            input::key_name(Context::Metrics, Action::PrevChart),
         )))
         .x_axis(
             Axis::default()

@@ -152,6 +152,9 @@ pub enum Hint {
     None,
     /// A fragment of the hint line at the bottom.
     Line(&'static str),
+    /// A fragment at the end of the hint line, after the global keys: the
+    /// first to go when a narrow terminal cuts the line.
+    Last(&'static str),
     /// A fragment of the title bar's right end (global keys).
     Title(&'static str),
 }
@@ -272,8 +275,8 @@ pub const KEYMAP: &[Binding] = &[
     Binding {
         contexts: &[C::Runs],
         keys: &[(K::Char('r'), A::Refresh)],
-        hint: Hint::None,
-        help: Help::None,
+        hint: Hint::Last("r refresh"),
+        help: Help::Item("r: refresh"),
     },
     // A run.
     Binding {
@@ -311,8 +314,8 @@ pub const KEYMAP: &[Binding] = &[
     Binding {
         contexts: &[C::Run],
         keys: &[(K::Char('r'), A::Refresh)],
-        hint: Hint::None,
-        help: Help::None,
+        hint: Hint::Last("r refresh"),
+        help: Help::ItemOnNewLine("r: refresh"),
     },
     // An artifact's tree.
     Binding {
@@ -360,8 +363,8 @@ pub const KEYMAP: &[Binding] = &[
     Binding {
         contexts: &[C::Metrics],
         keys: &[(K::Char('r'), A::Refresh)],
-        hint: Hint::None,
-        help: Help::None,
+        hint: Hint::Last("r refresh"),
+        help: Help::Item("r: refresh"),
     },
     // Back, on every screen above the runs list.
     Binding {
@@ -448,22 +451,25 @@ pub fn key_name(context: Context, action: Action) -> String {
         .map_or_else(|| "?".into(), |(k, _)| k.label())
 }
 
-fn line_hints(context: Context) -> impl Iterator<Item = &'static str> {
-    bindings(context).filter_map(|b| match b.hint {
-        Hint::Line(t) => Some(t),
+fn line_hints(context: Context, last: bool) -> impl Iterator<Item = &'static str> {
+    bindings(context).filter_map(move |b| match b.hint {
+        Hint::Line(t) if !last => Some(t),
+        Hint::Last(t) if last => Some(t),
         _ => None,
     })
 }
 
-/// The hint line of `context`: its keys, in keymap order, then the global ones.
+/// The hint line of `context`: its keys, in keymap order, then the global
+/// ones, then its [`Hint::Last`] ones.
 pub fn hint_line(context: Context) -> String {
     let global = context
         .shows_global_hints()
-        .then(|| line_hints(Context::Global))
+        .then(|| line_hints(Context::Global, false))
         .into_iter()
         .flatten();
-    line_hints(context)
+    line_hints(context, false)
         .chain(global)
+        .chain(line_hints(context, true))
         .collect::<Vec<_>>()
         .join("  ")
 }
@@ -514,6 +520,103 @@ pub fn help_lines() -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ALL: [Context; 7] = [
+        C::Global,
+        C::Prompt,
+        C::Search,
+        C::Runs,
+        C::Run,
+        C::Artifact,
+        C::Metrics,
+    ];
+
+    fn documented(b: &Binding) -> bool {
+        b.hint != Hint::None || b.help != Help::None
+    }
+
+    #[test]
+    fn every_bound_action_is_named_by_its_contexts_hint_or_the_help() {
+        for c in ALL {
+            for b in bindings(c) {
+                for (k, a) in b.keys {
+                    let named = bindings(c)
+                        .chain(bindings(C::Global))
+                        .filter(|d| documented(d))
+                        .any(|d| d.keys.iter().any(|(_, da)| da == a));
+                    assert!(
+                        named,
+                        "{c:?}: `{}` ({a:?}) is in neither the hint line nor the help",
+                        k.label()
+                    );
+                }
+            }
+        }
+    }
+
+    /// A hint or help text names at least one of its binding's keys, so a key
+    /// changed in the table without its text shows here.
+    #[test]
+    fn every_text_names_one_of_its_keys() {
+        for b in KEYMAP {
+            let texts = [
+                match b.hint {
+                    Hint::Line(t) | Hint::Last(t) | Hint::Title(t) => Some(t),
+                    Hint::None => None,
+                },
+                match b.help {
+                    Help::Row(k, _) => Some(k),
+                    Help::Item(t) | Help::ItemOnNewLine(t) => Some(t),
+                    Help::None => None,
+                },
+            ];
+            for t in texts.into_iter().flatten() {
+                let words: Vec<&str> = t
+                    .split(|c: char| c.is_whitespace() || "/:,;".contains(c))
+                    .collect();
+                let names = b.keys.iter().any(|(k, _)| {
+                    let l = k.label();
+                    t == l || words.contains(&l.as_str()) || t.starts_with(&format!("{l} "))
+                });
+                assert!(names, "`{t}` names none of its keys");
+            }
+        }
+    }
+
+    #[test]
+    fn no_key_is_bound_twice_in_one_context() {
+        for c in ALL {
+            let mut seen: Vec<Key> = Vec::new();
+            let inherited = c.inherits_global().then(|| bindings(C::Global));
+            for b in bindings(c).chain(inherited.into_iter().flatten()) {
+                for (k, _) in b.keys {
+                    assert!(!seen.contains(k), "{c:?}: `{}` is bound twice", k.label());
+                    seen.push(*k);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn hints_and_help_are_made_of_the_table_texts() {
+        assert_eq!(
+            hint_line(C::Search),
+            "j/k move  Enter open artifact  Esc close"
+        );
+        assert_eq!(
+            hint_line(C::Metrics),
+            "j/k/Tab chart  Esc back  / search  r refresh"
+        );
+        assert_eq!(title_hints(), "? help  q quit");
+        let help = help_lines();
+        assert_eq!(help[0].0, "j k  ↓ ↑");
+        let sections: Vec<&str> = help
+            .iter()
+            .map(|(k, _)| *k)
+            .filter(|k| Context::SCREENS.iter().any(|c| c.title() == *k))
+            .collect();
+        assert_eq!(sections, ["Runs", "Run", "Artifact", "Metrics"]);
+    }
 
     #[test]
     fn keys_translate_per_context_with_the_global_ones_behind() {

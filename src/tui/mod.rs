@@ -17,6 +17,7 @@ pub mod app;
 pub mod data;
 pub mod input;
 pub mod keys;
+pub mod tree;
 pub mod view;
 
 use std::io;

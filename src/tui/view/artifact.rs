@@ -8,9 +8,10 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
 use super::{Theme, bytes, json_text, panel, split};
-use crate::tui::app::{ArtifactScreen, RowKind, TreeRow, tree_rows};
+use crate::tui::app::ArtifactScreen;
 use crate::tui::data::ArtifactDetail;
 use crate::tui::input::{self, Action, Context};
+use crate::tui::tree::{RowKind, TreeRow, tree_rows};
 use crate::util::fmt::short;
 
 pub fn draw(a: &ArtifactScreen, theme: Theme, f: &mut Frame, area: Rect) {

@@ -17,11 +17,11 @@ use ratatui::widgets::{Axis, Block, Cell, Chart, Dataset, GraphType, Paragraph, 
 
 use super::run::fmt_num;
 use super::{Theme, cut, panel};
-use crate::tui::app::MetricsScreen;
+use crate::tui::app::{App, MetricsScreen};
 use crate::tui::data::{MetricsDetail, RunMetrics};
 use crate::tui::input::{self, Action, Context};
 
-pub fn draw(m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
+pub fn draw(_app: &App, m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &m.detail else {
         f.render_widget(
             Paragraph::new(format!("loading metrics of run {}...", m.run)),

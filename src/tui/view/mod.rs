@@ -1,4 +1,5 @@
-//! Drawing: `view(&App, &mut Frame)` and one module per screen. Views read the
+//! Drawing: `view(&App, &mut Frame)` and one module per screen, each with
+//! `draw(&App, &ScreenState, Theme, &mut Frame, Rect)`. Views read the
 //! state and nothing else, so a frame is a pure function of the state (which is
 //! what the render snapshots pin).
 //!
@@ -75,10 +76,10 @@ pub fn view(app: &App, f: &mut Frame) {
     .areas(f.area());
     title_bar(app, theme, f, top);
     match app.top() {
-        Screen::Runs => runs::draw(app, theme, f, main),
+        Screen::Runs => runs::draw(app, &app.runs, theme, f, main),
         Screen::Run(r) => run::draw(app, r, theme, f, main),
-        Screen::Artifact(a) => artifact::draw(a, theme, f, main),
-        Screen::Metrics(m) => metrics::draw(m, theme, f, main),
+        Screen::Artifact(a) => artifact::draw(app, a, theme, f, main),
+        Screen::Metrics(m) => metrics::draw(app, m, theme, f, main),
     }
     status_bar(app, theme, f, bottom);
     if app.search.results.is_some() {

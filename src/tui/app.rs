@@ -1,33 +1,17 @@
 //! The dashboard's state and its one transition function, [`update`]. Pure: no
 //! terminal, no database, no clock. Keys and the reader's answers come in as
 //! [`Event`]s; what to read next goes out as [`Request`]s. Tests drive it directly.
+//! Keys are turned into [`Action`]s by [`super::input::translate`] first: the
+//! handlers here match on actions, never on keys (but for the search prompt's text).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
-use super::data::{
-    ArtifactDetail, Loaded, MetricsDetail, RUNS_PAGE, Request, RunDetail, TREE_EDGES,
-};
+use super::data::{ArtifactDetail, Loaded, MetricsDetail, RUNS_PAGE, Request, RunDetail};
 use crate::lineage::{RunFilter, RunSummaryRow, SearchHit, Status};
 
-/// A key, already translated from the terminal's event (see `keys.rs`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    Up,
-    Down,
-    Left,
-    Right,
-    PageUp,
-    PageDown,
-    Home,
-    End,
-    Enter,
-    Esc,
-    Backspace,
-    Tab,
-    Char(char),
-    /// Ctrl-C: quit from anywhere, even while typing a search.
-    Interrupt,
-}
+pub use super::input::Key;
+use super::input::{Action, Context, translate};
+pub use super::tree::{RowKind, TREE_ROWS, TreeRow, tree_rows};
 
 /// Everything that changes the state.
 #[derive(Debug, Clone)]
@@ -394,32 +378,44 @@ impl MetricsDetail {
     }
 }
 
-/// Move a selection by a key; true if the key was a movement.
-fn movement(k: Key, selected: &mut usize, len: usize) -> bool {
+/// Move a selection by an action; true if the action was a movement.
+fn movement(a: Action, selected: &mut usize, len: usize) -> bool {
     let last = len.saturating_sub(1);
     let page = 10;
-    match k {
-        Key::Down | Key::Char('j') => *selected = (*selected + 1).min(last),
-        Key::Up | Key::Char('k') => *selected = selected.saturating_sub(1),
-        Key::PageDown | Key::Char('J') => *selected = (*selected + page).min(last),
-        Key::PageUp | Key::Char('K') => *selected = selected.saturating_sub(page),
-        Key::Home | Key::Char('g') => *selected = 0,
-        Key::End | Key::Char('G') => *selected = last,
+    match a {
+        Action::Down => *selected = (*selected + 1).min(last),
+        Action::Up => *selected = selected.saturating_sub(1),
+        Action::PageDown => *selected = (*selected + page).min(last),
+        Action::PageUp => *selected = selected.saturating_sub(page),
+        Action::First => *selected = 0,
+        Action::Last => *selected = last,
         _ => return false,
     }
     true
 }
 
-fn on_key(app: &mut App, k: Key) -> Vec<Request> {
-    if k == Key::Interrupt {
-        app.quit = true;
-        return Vec::new();
+impl App {
+    /// Where keys go now, apart from the search prompt and the help overlay.
+    pub fn context(&self) -> Context {
+        if self.search.results.is_some() {
+            return Context::Search;
+        }
+        match self.top() {
+            Screen::Runs => Context::Runs,
+            Screen::Run(_) => Context::Run,
+            Screen::Artifact(_) => Context::Artifact,
+            Screen::Metrics(_) => Context::Metrics,
+        }
     }
-    // The search prompt takes every key while it is open.
+}
+
+fn on_key(app: &mut App, k: Key) -> Vec<Request> {
+    // The search prompt takes every key while it is open: bound ones act, the rest are text.
     if let Some(text) = &mut app.search.typing {
-        match k {
-            Key::Esc => app.search.typing = None,
-            Key::Enter => {
+        match translate(Context::Prompt, k) {
+            Some(Action::Quit) => app.quit = true,
+            Some(Action::Back) => app.search.typing = None,
+            Some(Action::Submit) => {
                 let q = text.trim().to_owned();
                 app.search.typing = None;
                 if q.is_empty() {
@@ -429,49 +425,51 @@ fn on_key(app: &mut App, k: Key) -> Vec<Request> {
                 app.search.selected = 0;
                 return app.track(vec![Request::Search(q)]);
             }
-            Key::Backspace => {
-                text.pop();
-            }
-            Key::Char(c) => text.push(c),
-            _ => {}
+            _ => match k {
+                Key::Backspace => {
+                    text.pop();
+                }
+                Key::Char(c) => text.push(c),
+                _ => {}
+            },
         }
         return Vec::new();
     }
     if app.help {
-        // Any key closes the help; `q` still quits.
+        // Any key closes the help; quit still quits.
         app.help = false;
-        if k == Key::Char('q') {
+        if translate(Context::Global, k) == Some(Action::Quit) {
             app.quit = true;
         }
         return Vec::new();
     }
     app.message = None;
-    match k {
-        Key::Char('q') => {
+    let context = app.context();
+    let Some(action) = translate(context, k) else {
+        return Vec::new();
+    };
+    match action {
+        Action::Quit => {
             app.quit = true;
             return Vec::new();
         }
-        Key::Char('?') => {
+        Action::Help => {
             app.help = true;
             return Vec::new();
         }
-        Key::Char('/') => {
+        Action::Search => {
             app.search.typing = Some(String::new());
             return Vec::new();
         }
         _ => {}
     }
-    if app.search.results.is_some() {
-        return on_search_key(app, k);
-    }
-    match app.stack.len() {
-        0 => on_runs_key(app, k),
-        _ => match app.stack.last().expect("not empty") {
-            Screen::Runs => on_runs_key(app, k),
-            Screen::Run(_) => on_run_key(app, k),
-            Screen::Artifact(_) => on_artifact_key(app, k),
-            Screen::Metrics(_) => on_metrics_key(app, k),
-        },
+    match context {
+        Context::Search => on_search(app, action),
+        Context::Runs => on_runs(app, action),
+        Context::Run => on_run(app, action),
+        Context::Artifact => on_artifact(app, action),
+        Context::Metrics => on_metrics(app, action),
+        Context::Global | Context::Prompt => Vec::new(),
     }
 }
 
@@ -479,26 +477,22 @@ fn back(app: &mut App) {
     app.stack.pop();
 }
 
-fn is_back(k: Key) -> bool {
-    matches!(k, Key::Esc | Key::Backspace | Key::Left | Key::Char('h'))
-}
-
-fn on_search_key(app: &mut App, k: Key) -> Vec<Request> {
+fn on_search(app: &mut App, a: Action) -> Vec<Request> {
     let hits_len = app
         .search
         .results
         .as_ref()
         .and_then(|(_, h)| h.as_ref())
         .map_or(0, Vec::len);
-    if movement(k, &mut app.search.selected, hits_len) {
+    if movement(a, &mut app.search.selected, hits_len) {
         return Vec::new();
     }
-    match k {
-        Key::Esc | Key::Backspace | Key::Left | Key::Char('h') => {
+    match a {
+        Action::Back => {
             app.search.results = None;
             Vec::new()
         }
-        Key::Enter | Key::Right | Key::Char('l') => {
+        Action::Open => {
             let hit = app
                 .search
                 .results
@@ -543,16 +537,17 @@ fn compare(app: &mut App, id: i64) -> Vec<Request> {
         None => {
             app.compare_mark = Some(id);
             app.message = Some(format!(
-                "run {id} marked: press `c` on another run to compare"
+                "run {id} marked: press `{}` on another run to compare",
+                super::input::key_name(app.context(), Action::Compare)
             ));
             Vec::new()
         }
     }
 }
 
-fn on_runs_key(app: &mut App, k: Key) -> Vec<Request> {
+fn on_runs(app: &mut App, a: Action) -> Vec<Request> {
     let len = app.runs.rows.len();
-    if movement(k, &mut app.runs.selected, len) {
+    if movement(a, &mut app.runs.selected, len) {
         // Reaching the end of the page asks for the next one.
         if len > 0
             && app.runs.selected + 1 >= len
@@ -574,33 +569,33 @@ fn on_runs_key(app: &mut App, k: Key) -> Vec<Request> {
         let r = app.runs_request();
         app.track(vec![r])
     };
-    match k {
-        Key::Enter | Key::Right | Key::Char('l') => match selected {
+    match a {
+        Action::Open => match selected {
             Some(id) => app.open_run(id, None),
             None => Vec::new(),
         },
-        Key::Char('w') => {
+        Action::CycleWorkflow => {
             app.runs.filter.workflow = cycle(&app.runs.filter.workflow, &app.runs.workflows);
             refilter(app)
         }
-        Key::Char('s') => {
+        Action::CycleStatus => {
             let statuses: Vec<String> = STATUSES.iter().map(|s| s.to_string()).collect();
             app.runs.filter.status = cycle(&app.runs.filter.status, &statuses);
             refilter(app)
         }
-        Key::Char('x') => {
+        Action::ClearFilters => {
             app.runs.filter = RunFilter::default();
             refilter(app)
         }
-        Key::Char('m') => match selected {
+        Action::Metrics => match selected {
             Some(id) => app.open_metrics(id, None),
             None => Vec::new(),
         },
-        Key::Char('c') => match selected {
+        Action::Compare => match selected {
             Some(id) => compare(app, id),
             None => Vec::new(),
         },
-        Key::Char('r') => {
+        Action::Refresh => {
             let r = app.runs_request();
             app.track(vec![r])
         }
@@ -608,16 +603,12 @@ fn on_runs_key(app: &mut App, k: Key) -> Vec<Request> {
     }
 }
 
-fn on_run_key(app: &mut App, k: Key) -> Vec<Request> {
+fn on_run(app: &mut App, a: Action) -> Vec<Request> {
     let Some(Screen::Run(r)) = app.stack.last_mut() else {
         return Vec::new();
     };
     let len = r.detail.as_ref().map_or(0, |d| d.steps.len());
-    if movement(k, &mut r.selected, len) {
-        return Vec::new();
-    }
-    if is_back(k) {
-        back(app);
+    if movement(a, &mut r.selected, len) {
         return Vec::new();
     }
     let id = r.id;
@@ -637,232 +628,48 @@ fn on_run_key(app: &mut App, k: Key) -> Vec<Request> {
             Vec::new()
         }
     };
-    match k {
-        Key::Enter | Key::Right | Key::Char('l') | Key::Char('a') => {
+    match a {
+        Action::Back => {
+            back(app);
+            Vec::new()
+        }
+        Action::Open => {
             let h = output(0);
             open(app, 0, h)
         }
-        Key::Char(c @ '1'..='9') => {
-            let n = c as usize - '1' as usize;
+        Action::OpenOutput(n) => {
             let h = output(n);
             open(app, n, h)
         }
-        Key::Char('m') => app.open_metrics(id, None),
-        Key::Char('c') => compare(app, id),
-        Key::Char('r') => app.track(vec![Request::Run(id)]),
+        Action::Metrics => app.open_metrics(id, None),
+        Action::Compare => compare(app, id),
+        Action::Refresh => app.track(vec![Request::Run(id)]),
         _ => Vec::new(),
     }
 }
 
-fn on_metrics_key(app: &mut App, k: Key) -> Vec<Request> {
+fn on_metrics(app: &mut App, a: Action) -> Vec<Request> {
     let Some(Screen::Metrics(m)) = app.stack.last_mut() else {
         return Vec::new();
     };
     let len = m.detail.as_ref().map_or(0, |d| d.series_keys().len());
-    match k {
-        Key::Down | Key::Char('j') | Key::Tab if len > 0 => m.chart = (m.chart + 1) % len,
-        Key::Up | Key::Char('k') if len > 0 => m.chart = (m.chart + len - 1) % len,
-        Key::Char('r') => {
+    match a {
+        Action::NextChart if len > 0 => m.chart = (m.chart + 1) % len,
+        Action::PrevChart if len > 0 => m.chart = (m.chart + len - 1) % len,
+        Action::Refresh => {
             let req = Request::Metrics {
                 run: m.run,
                 compare: m.compare,
             };
             return app.track(vec![req]);
         }
-        k if is_back(k) => back(app),
+        Action::Back => back(app),
         _ => {}
     }
     Vec::new()
 }
 
-// ---- the artifact tree ------------------------------------------------------------------
-
-/// What a row of the artifact tree shows.
-#[derive(Debug, Clone, PartialEq)]
-pub enum RowKind {
-    /// "ancestry" (up) or "descendants" (down), with how many edges each has.
-    Section { up: bool },
-    /// A step run: "made by" (up) or "read by" (down).
-    Step {
-        step_run_id: i64,
-        run_id: i64,
-        step: String,
-        up: bool,
-        /// The slot of the row above it: the output it made (up) or the input it read (down).
-        slot: String,
-    },
-    /// An artifact, reached through `slot` of the step above.
-    Artifact {
-        hash: String,
-        slot: Option<String>,
-        up: bool,
-    },
-    /// The tree was cut here (too many rows, or the depth limit).
-    More(String),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct TreeRow {
-    /// Stable identity of this row: the path from the root.
-    pub key: String,
-    pub depth: usize,
-    pub kind: RowKind,
-    pub has_children: bool,
-    pub expanded: bool,
-    /// This node already appears above; collapsed by default to keep the tree finite.
-    pub repeat: bool,
-}
-
-/// How many rows the tree shows at most; a collapsed node hides its rows.
-pub const TREE_ROWS: usize = 20_000;
-
-struct Index<'a> {
-    up: HashMap<&'a str, Vec<&'a crate::lineage::Edge>>,
-    down: HashMap<&'a str, Vec<&'a crate::lineage::Edge>>,
-}
-
-impl<'a> Index<'a> {
-    fn new(d: &'a ArtifactDetail) -> Index<'a> {
-        let mut up: HashMap<&str, Vec<_>> = HashMap::new();
-        for e in &d.up {
-            up.entry(e.near.as_str()).or_default().push(e);
-        }
-        let mut down: HashMap<&str, Vec<_>> = HashMap::new();
-        for e in &d.down {
-            down.entry(e.near.as_str()).or_default().push(e);
-        }
-        Index { up, down }
-    }
-
-    /// The step runs adjacent to `hash`, each with its edges, in edge order.
-    fn steps(&self, hash: &str, up: bool) -> Vec<Vec<&'a crate::lineage::Edge>> {
-        let edges = if up { &self.up } else { &self.down };
-        let mut out: Vec<Vec<&crate::lineage::Edge>> = Vec::new();
-        for e in edges.get(hash).into_iter().flatten() {
-            match out.last_mut() {
-                Some(g) if g[0].step_run_id == e.step_run_id && g[0].near_slot == e.near_slot => {
-                    g.push(e)
-                }
-                _ => out.push(vec![e]),
-            }
-        }
-        out
-    }
-}
-
-/// The visible rows of the tree: every node is expanded by default, except one
-/// already shown above (a shared ancestor), and `toggled` flips the default.
-pub fn tree_rows(d: &ArtifactDetail, toggled: &HashSet<String>) -> Vec<TreeRow> {
-    let ix = Index::new(d);
-    let mut rows = Vec::new();
-    let mut seen: HashSet<String> = HashSet::new();
-    for up in [true, false] {
-        let key = if up { "up" } else { "down" }.to_owned();
-        let children = !ix.steps(&d.hash, up).is_empty();
-        let expanded = children && !toggled.contains(&key);
-        rows.push(TreeRow {
-            key: key.clone(),
-            depth: 0,
-            kind: RowKind::Section { up },
-            has_children: children,
-            expanded,
-            repeat: false,
-        });
-        if expanded {
-            artifact_children(&ix, &d.hash, up, &key, 1, toggled, &mut seen, &mut rows);
-        }
-        let cut = if up { d.up_truncated } else { d.down_truncated };
-        if cut {
-            rows.push(TreeRow {
-                key: format!("{key}/more"),
-                depth: 1,
-                kind: RowKind::More(format!(
-                    "(cut at {} levels or {TREE_EDGES} edges)",
-                    super::data::TREE_DEPTH
-                )),
-                has_children: false,
-                expanded: false,
-                repeat: false,
-            });
-        }
-    }
-    rows
-}
-
-#[allow(clippy::too_many_arguments)]
-fn artifact_children(
-    ix: &Index,
-    hash: &str,
-    up: bool,
-    path: &str,
-    depth: usize,
-    toggled: &HashSet<String>,
-    seen: &mut HashSet<String>,
-    rows: &mut Vec<TreeRow>,
-) {
-    for group in ix.steps(hash, up) {
-        if rows.len() >= TREE_ROWS {
-            rows.push(TreeRow {
-                key: format!("{path}/more"),
-                depth,
-                kind: RowKind::More("(more rows not shown)".into()),
-                has_children: false,
-                expanded: false,
-                repeat: false,
-            });
-            return;
-        }
-        let e = group[0];
-        let key = format!("{path}/s{}", e.step_run_id);
-        let ident = format!("{}s{}", if up { "u" } else { "d" }, e.step_run_id);
-        let repeat = !seen.insert(ident);
-        let kids: Vec<_> = group.iter().filter(|e| e.far.is_some()).collect();
-        let has_children = !kids.is_empty();
-        let expanded = has_children && (repeat == toggled.contains(&key));
-        rows.push(TreeRow {
-            key: key.clone(),
-            depth,
-            kind: RowKind::Step {
-                step_run_id: e.step_run_id,
-                run_id: e.run_id,
-                step: e.step.clone(),
-                up,
-                slot: e.near_slot.clone(),
-            },
-            has_children,
-            expanded,
-            repeat,
-        });
-        if !expanded {
-            continue;
-        }
-        for e in kids {
-            let far = e.far.as_deref().expect("filtered");
-            let akey = format!("{key}/{}", e.far_slot.as_deref().unwrap_or(""));
-            let aident = format!("{}a{far}", if up { "u" } else { "d" });
-            let arepeat = !seen.insert(aident);
-            let has = !ix.steps(far, up).is_empty();
-            let aexp = has && (arepeat == toggled.contains(&akey));
-            rows.push(TreeRow {
-                key: akey.clone(),
-                depth: depth + 1,
-                kind: RowKind::Artifact {
-                    hash: far.to_owned(),
-                    slot: e.far_slot.clone(),
-                    up,
-                },
-                has_children: has,
-                expanded: aexp,
-                repeat: arepeat,
-            });
-            if aexp {
-                artifact_children(ix, far, up, &akey, depth + 2, toggled, seen, rows);
-            }
-        }
-    }
-}
-
-fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
+fn on_artifact(app: &mut App, act: Action) -> Vec<Request> {
     let Some(Screen::Artifact(a)) = app.stack.last_mut() else {
         return Vec::new();
     };
@@ -871,11 +678,11 @@ fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
         .as_ref()
         .map(|d| tree_rows(d, &a.toggled))
         .unwrap_or_default();
-    if movement(k, &mut a.selected, rows.len()) {
+    if movement(act, &mut a.selected, rows.len()) {
         return Vec::new();
     }
     let Some(row) = rows.get(a.selected).cloned() else {
-        if is_back(k) {
+        if matches!(act, Action::Back | Action::Out) {
             back(app);
         }
         return Vec::new();
@@ -885,16 +692,16 @@ fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
             a.toggled.insert(row.key.clone());
         }
     };
-    match k {
-        Key::Enter | Key::Char(' ') if row.has_children => toggle(a),
-        Key::Right | Key::Char('l') => {
+    match act {
+        Action::Fold if row.has_children => toggle(a),
+        Action::In => {
             if row.has_children && !row.expanded {
                 toggle(a);
             } else if row.expanded {
                 a.selected = (a.selected + 1).min(rows.len().saturating_sub(1));
             }
         }
-        Key::Left | Key::Char('h') => {
+        Action::Out => {
             if row.expanded {
                 toggle(a);
             } else if let Some(p) = rows[..a.selected].iter().rposition(|r| r.depth < row.depth) {
@@ -903,8 +710,8 @@ fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
                 back(app);
             }
         }
-        Key::Esc | Key::Backspace => back(app),
-        Key::Char('r') => {
+        Action::Back => back(app),
+        Action::ParentRun => {
             // The run of a step row; for an artifact, the run of the step that made it.
             let target = match &row.kind {
                 RowKind::Step {
@@ -923,7 +730,7 @@ fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
                 }
             }
         }
-        Key::Char('a') => {
+        Action::ReRoot => {
             if let RowKind::Artifact { hash, .. } = &row.kind {
                 let h = hash.clone();
                 return app.open_artifact(h);
@@ -936,12 +743,9 @@ fn on_artifact_key(app: &mut App, k: Key) -> Vec<Request> {
 
 /// The newest step run (and its run) that made `hash`, from the loaded tree.
 fn producer(a: &ArtifactScreen, hash: &str) -> Option<(i64, i64)> {
-    a.detail.as_ref().and_then(|d| {
-        d.up.iter()
-            .filter(|e| e.near == hash)
-            .max_by_key(|e| e.step_run_id)
-            .map(|e| (e.run_id, e.step_run_id))
-    })
+    a.detail
+        .as_deref()
+        .and_then(|d| super::tree::producer(d, hash))
 }
 
 #[cfg(test)]

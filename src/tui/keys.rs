@@ -2,7 +2,7 @@
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
-use super::app::Key;
+use super::input::Key;
 
 /// Translate a key press; `None` for releases and keys the dashboard ignores.
 pub fn translate(k: KeyEvent) -> Option<Key> {

@@ -3,7 +3,8 @@
 //! Four screens on a stack (Runs → Run → Artifact, and Metrics from either run
 //! screen), built the Elm way: [`app::App`] is the whole state,
 //! [`app::update`] the only transition (keys and reader answers in, read
-//! requests out), [`view::view`] a pure drawing of the state. The render loop
+//! requests out), [`view::view`] a pure drawing of the state. Keys mean what
+//! the one table [`input::KEYMAP`] says; the hint line and help are drawn from it. The render loop
 //! in [`run_interactive`] only polls keys, drains the reader's channel and draws;
 //! the database is read on the [`data::Loader`] thread with its own read-only
 //! connection, so a slow query never freezes the screen.
@@ -13,7 +14,9 @@
 
 pub mod app;
 pub mod data;
+pub mod input;
 pub mod keys;
+pub mod tree;
 pub mod view;
 
 use std::io;

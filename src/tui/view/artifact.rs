@@ -9,16 +9,19 @@ use ratatui::widgets::{List, ListItem, ListState, Paragraph, Wrap};
 
 use super::{Theme, bytes, json_text, panel, split};
 use crate::lineage::Status;
-use crate::tui::app::{ArtifactScreen, RowKind, TreeRow, tree_rows};
+use crate::tui::app::{App, ArtifactScreen};
 use crate::tui::data::ArtifactDetail;
+use crate::tui::input::{self, Action, Context};
+use crate::tui::tree::{RowKind, TreeRow, tree_rows};
 use crate::util::fmt::short;
 
-pub fn draw(a: &ArtifactScreen, theme: Theme, f: &mut Frame, area: Rect) {
+pub fn draw(_app: &App, a: &ArtifactScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &a.detail else {
         let msg = if a.missing {
             format!(
-                "no artifact {} in the lineage database (Esc: back)",
-                short(&a.hash)
+                "no artifact {} in the lineage database ({}: back)",
+                short(&a.hash),
+                input::key_name(Context::Artifact, Action::Back)
             )
         } else {
             format!("loading artifact {}...", short(&a.hash))

@@ -18,10 +18,11 @@ use ratatui::widgets::{Axis, Block, Cell, Chart, Dataset, GraphType, Paragraph, 
 use super::run::fmt_num;
 use super::{Theme, cut, panel};
 use crate::lineage::Status;
-use crate::tui::app::MetricsScreen;
+use crate::tui::app::{App, MetricsScreen};
 use crate::tui::data::{MetricsDetail, RunMetrics};
+use crate::tui::input::{self, Action, Context};
 
-pub fn draw(m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
+pub fn draw(_app: &App, m: &MetricsScreen, theme: Theme, f: &mut Frame, area: Rect) {
     let Some(d) = &m.detail else {
         f.render_widget(
             Paragraph::new(format!("loading metrics of run {}...", m.run)),
@@ -145,8 +146,10 @@ fn draw_chart(
         .collect();
     let chart = Chart::new(datasets)
         .block(Block::bordered().title(format!(
-            " {key} by epoch ({}/{count}, j/k: next) ",
-            index + 1
+            " {key} by epoch ({}/{count}, {}/{}: next) ",
+            index + 1,
+            input::key_name(Context::Metrics, Action::NextChart),
+            input::key_name(Context::Metrics, Action::PrevChart),
         )))
         .x_axis(
             Axis::default()

@@ -1,4 +1,5 @@
-//! Drawing: `view(&App, &mut Frame)` and one module per screen. Views read the
+//! Drawing: `view(&App, &mut Frame)` and one module per screen, each with
+//! `draw(&App, &ScreenState, Theme, &mut Frame, Rect)`. Views read the
 //! state and nothing else, so a frame is a pure function of the state (which is
 //! what the render snapshots pin).
 //!
@@ -18,6 +19,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragraph, Wrap};
 
 use super::app::{App, Screen};
+use super::input::{self, Action, Context};
 use crate::lineage::{Status, time};
 use crate::util::fmt::short;
 
@@ -76,10 +78,10 @@ pub fn view(app: &App, f: &mut Frame) {
     .areas(f.area());
     title_bar(app, theme, f, top);
     match app.top() {
-        Screen::Runs => runs::draw(app, theme, f, main),
+        Screen::Runs => runs::draw(app, &app.runs, theme, f, main),
         Screen::Run(r) => run::draw(app, r, theme, f, main),
-        Screen::Artifact(a) => artifact::draw(a, theme, f, main),
-        Screen::Metrics(m) => metrics::draw(m, theme, f, main),
+        Screen::Artifact(a) => artifact::draw(app, a, theme, f, main),
+        Screen::Metrics(m) => metrics::draw(app, m, theme, f, main),
     }
     status_bar(app, theme, f, bottom);
     if app.search.results.is_some() {
@@ -96,7 +98,7 @@ fn title_bar(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
         spans.push(Span::styled(" > ", theme.dim()));
         spans.push(Span::raw(s.title()));
     }
-    let right = "? help  q quit";
+    let right = input::title_hints();
     let used: usize = spans.iter().map(|s| s.width()).sum();
     let pad = (area.width as usize).saturating_sub(used + right.len());
     if pad > 0 {
@@ -113,7 +115,7 @@ fn status_bar(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
             Span::raw(t.clone()),
             Span::styled("_", theme.dim()),
             Span::styled(
-                "   hash prefix, path, release or RUN/STEP.OUTPUT; Enter search, Esc cancel",
+                format!("   {}", input::hint_line(Context::Prompt)),
                 theme.dim(),
             ),
         ])
@@ -127,66 +129,25 @@ fn status_bar(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
 
 /// The keys of the screen on display, shortest first so 80 columns show the useful ones.
 fn hints(app: &App) -> String {
-    if app.search.results.is_some() {
-        return "j/k move  Enter open artifact  Esc close".into();
-    }
-    match app.top() {
-        Screen::Runs => {
-            "j/k move  Enter open  w workflow  s status  x clear  m metrics  c compare  / search"
-                .into()
-        }
-        Screen::Run(_) => {
-            "j/k move  Enter/1-9 open output  m metrics  c compare  Esc back  / search".into()
-        }
-        Screen::Artifact(_) => {
-            "j/k move  Enter fold  h/l out/in  r run  a re-root  Esc back  / search".into()
-        }
-        Screen::Metrics(_) => "j/k/Tab chart  Esc back  / search".into(),
-    }
+    input::hint_line(app.context())
 }
-
-const HELP: &[(&str, &str)] = &[
-    ("j k  ↓ ↑", "move (J K, PgDn PgUp: by 10; g G: first, last)"),
-    ("Enter  l  →", "open the selection"),
-    ("Esc  h  ←", "back (in a tree: fold, then go to the parent)"),
-    (
-        "/",
-        "search artifacts: hash prefix, path, release, RUN/STEP.OUTPUT",
-    ),
-    ("?", "this help (any key closes it)"),
-    ("q  Ctrl-C", "quit"),
-    ("", ""),
-    (
-        "Runs",
-        "w: cycle workflow filter  s: cycle status  x: clear",
-    ),
-    ("", "m: metrics  c: mark, then c on another run: compare"),
-    (
-        "Run",
-        "Enter: first output's ancestry  1-9: output N  m: metrics",
-    ),
-    (
-        "Artifact",
-        "Enter/space: fold  r: the run that made it  a: re-root",
-    ),
-    ("Metrics", "j k Tab: next chart"),
-];
 
 fn help(_app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     let w = area.width.min(78);
-    let h = (HELP.len() as u16 + 2).min(area.height);
+    let help = input::help_lines();
+    let h = (help.len() as u16 + 2).min(area.height);
     let r = Rect {
         x: area.x + (area.width - w) / 2,
         y: area.y + (area.height - h) / 2,
         width: w,
         height: h,
     };
-    let lines: Vec<Line> = HELP
-        .iter()
+    let lines: Vec<Line> = help
+        .into_iter()
         .map(|(k, v)| {
             Line::from(vec![
                 Span::styled(format!("{k:<12}"), theme.accent()),
-                Span::raw(*v),
+                Span::raw(v),
             ])
         })
         .collect();
@@ -216,7 +177,11 @@ fn search_results(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
     match hits {
         None => f.render_widget(Paragraph::new("searching...").block(block), r),
         Some(h) if h.is_empty() => f.render_widget(
-            Paragraph::new("no artifact matches (Esc closes)").block(block),
+            Paragraph::new(format!(
+                "no artifact matches ({} closes)",
+                input::key_name(Context::Search, Action::Back)
+            ))
+            .block(block),
             r,
         ),
         Some(h) => {

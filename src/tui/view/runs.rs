@@ -6,12 +6,11 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Cell, Paragraph, Row, Table, TableState};
 
 use super::{Theme, cut, took, when};
-use crate::tui::app::App;
+use crate::tui::app::{App, RunsList};
 use crate::util::fmt::short;
 
-pub fn draw(app: &App, theme: Theme, f: &mut Frame, area: Rect) {
+pub fn draw(app: &App, r: &RunsList, theme: Theme, f: &mut Frame, area: Rect) {
     let [head, body] = Layout::vertical([Constraint::Length(1), Constraint::Min(1)]).areas(area);
-    let r = &app.runs;
     let shown = match r.total {
         Some(t) => format!("{} of {t} runs", r.rows.len()),
         None => "loading runs...".into(),

@@ -364,20 +364,6 @@ fn apply(app: &mut App, req: &Request, loaded: Loaded) {
     }
 }
 
-impl MetricsDetail {
-    /// Every series key of any run, sorted (the charts, in order).
-    pub fn series_keys(&self) -> Vec<String> {
-        let mut keys: Vec<String> = self
-            .runs
-            .iter()
-            .flat_map(|r| r.series.keys().cloned())
-            .collect();
-        keys.sort();
-        keys.dedup();
-        keys
-    }
-}
-
 /// Move a selection by an action; true if the action was a movement.
 fn movement(a: Action, selected: &mut usize, len: usize) -> bool {
     let last = len.saturating_sub(1);

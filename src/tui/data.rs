@@ -109,6 +109,20 @@ pub struct MetricsDetail {
     pub runs: Vec<RunMetrics>,
 }
 
+impl MetricsDetail {
+    /// Every series key of any run, sorted (the charts, in order).
+    pub fn series_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .runs
+            .iter()
+            .flat_map(|r| r.series.keys().cloned())
+            .collect();
+        keys.sort();
+        keys.dedup();
+        keys
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct RunMetrics {
     pub run: RunSummaryRow,

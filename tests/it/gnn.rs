@@ -2,9 +2,7 @@
 //! publish on a tiny generated event log in a temp workspace, then `pedigree
 //! recommend` reads the release back.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 /// 30 users in three taste groups over 24 items in three categories: each user

@@ -1,10 +1,8 @@
 //! The engine end to end: the real binary on real workflows in temp workspaces.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn first_run_executes_everything_and_second_run_reuses_it() {

@@ -1,11 +1,9 @@
 //! The shipped examples: the plugins' own tests and the README's quickstart workflow.
 
-mod common;
-
 use std::path::Path;
 use std::process::Command;
 
-use common::BIN;
+use crate::common::BIN;
 
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

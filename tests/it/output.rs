@@ -2,9 +2,7 @@
 //! filters for paths, hashes, times, durations, host and user, so a change to what
 //! people read shows up in review as a snapshot diff.
 
-mod common;
-
-use common::Ws;
+use crate::common::Ws;
 
 #[test]
 fn dag_text_dot_and_mermaid() {

@@ -8,9 +8,7 @@
 //!   key pointing at the old bytes) fails here. When this test fails after a
 //!   deliberate change, bump the kind's `VERSION` and update its line below.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 /// 24 users over 18 items in three categories, with exact duplicates, re-sent

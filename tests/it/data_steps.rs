@@ -3,16 +3,14 @@
 //! (clear errors, never a panic), resolve-time param errors, and property tests of the
 //! steps' library functions.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::common::{Ws, stderr, stdout};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::{DataType, Field, Schema};
 use arrow::record_batch::RecordBatch;
-use common::{Ws, stderr, stdout};
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
 
@@ -136,7 +134,7 @@ fn the_counts_the_steps_record_on_the_sample_equal_the_manifest() {
     let (code, again) = ws.run_json("workflows/ecommerce-data.yaml", &[]);
     assert_eq!(code, 0, "{again}");
     assert_eq!(
-        common::statuses(&again),
+        crate::common::statuses(&again),
         [
             ("clean".to_owned(), "cached".to_owned()),
             ("dedupe".to_owned(), "cached".to_owned()),
@@ -286,7 +284,7 @@ fn truncated_and_ragged_rows_become_rejects_with_their_lines() {
     ws.write("workflows/bad.yaml", &CLEAN_WF.replace("READ", "{}"));
     let (code, run) = ws.run_json("workflows/bad.yaml", &[]);
     assert_eq!(code, 0, "{run}");
-    let hash = common::step(&run, "clean")["outputs"]["rejects"]
+    let hash = crate::common::step(&run, "clean")["outputs"]["rejects"]
         .as_str()
         .map(str::to_owned)
         .unwrap_or_else(|| panic!("{run}"));

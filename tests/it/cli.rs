@@ -1,11 +1,9 @@
 //! The command line as a new user meets it: `init`, `completions`, and read commands
 //! that end quietly when the reader of their output goes away.
 
-mod common;
-
 use std::process::{Command, Stdio};
 
-use common::{BIN, Ws, statuses, stderr, stdout};
+use crate::common::{BIN, Ws, statuses, stderr, stdout};
 
 #[test]
 fn init_makes_a_workspace_whose_starter_workflow_runs_and_then_refuses_to_overwrite() {
@@ -45,7 +43,7 @@ fn init_makes_a_workspace_whose_starter_workflow_runs_and_then_refuses_to_overwr
         ]
     );
     // ... the plugin saw the 7 lines of the starter table ...
-    let count = common::step(&first, "count");
+    let count = crate::common::step(&first, "count");
     let summary = count["outputs"]["summary"].as_str().unwrap();
     let obj = root
         .join(".pedigree/objects")
@@ -133,12 +131,14 @@ fn read_commands_end_quietly_on_a_closed_pipe() {
 #[test]
 fn gc_keeps_what_a_lock_file_outside_workflows_pins() {
     let ws = Ws::new();
-    ws.write("pipelines/chain.yaml", common::CHAIN);
+    ws.write("pipelines/chain.yaml", crate::common::CHAIN);
     ws.write("pipelines/data/text.txt", "hello\nworld\n");
     let (code, a) = ws.run_json("pipelines/chain.yaml", &[]);
     assert_eq!(code, 0, "{a}");
     let lock = ws.read("pipelines/chain.lock");
-    let up = common::step(&a, "up")["outputs"]["out"].as_str().unwrap();
+    let up = crate::common::step(&a, "up")["outputs"]["out"]
+        .as_str()
+        .unwrap();
     assert!(
         lock.contains(up),
         "the lock file pins `up`'s output:\n{lock}"

@@ -1,5 +1,4 @@
 //! A temp workspace with small shell plugins, and helpers to run the real binary in it.
-#![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -3,13 +3,11 @@
 //! the real binary, live refresh through the real reader thread, and one session
 //! driven by keys in a real terminal (tmux).
 
-mod common;
-
 use std::process::Command;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use pedigree::lineage::{Db, ReadDb, Status};
 use pedigree::tui::app::{App, Event, Key, Screen, update};
 use pedigree::tui::data::{Incoming, Loader};

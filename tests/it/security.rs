@@ -1,11 +1,9 @@
 //! Hostile input and misbehaving plugins: secrets stay secret, params are data not
 //! code, stray processes are reaped.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 const CANARY: &str = "canary-7f3c9e1d-secret";
 
@@ -263,7 +261,7 @@ fn jobs_run_independent_steps_at_the_same_time() {
 }
 
 /// The sandbox tests need a kernel with Landlock (Linux 5.13+ with `landlock` among the
-/// enabled LSMs); in CI its absence fails them (see `common::prerequisite`).
+/// enabled LSMs); in CI its absence fails them (see `crate::common::prerequisite`).
 fn landlock() -> bool {
     prerequisite(
         pedigree::steps::sandbox::abi().is_some(),

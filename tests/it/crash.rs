@@ -9,15 +9,13 @@
 //! run with 1000 for the full campaign: `PEDIGREE_CRASH_TRIALS=1000 cargo test
 //! --release --test crash -- --nocapture`).
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::Value as Json;
 
 /// A four-step workflow with a folder output, so trees are in the commit path too.

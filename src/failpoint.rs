@@ -1,4 +1,4 @@
-//! Crash points for the crash campaign (`tests/crash.rs`): when the environment
+//! Crash points for the crash campaign (`tests/it/crash.rs`): when the environment
 //! variable `PEDIGREE_FAILPOINT` names a point, the process SIGKILLs itself there,
 //! exactly as a power cut or an OOM kill would stop it. Unset (always, outside
 //! tests), a point costs one load of a `OnceLock`.

@@ -7,7 +7,7 @@
 //! workspace lock shared and gc holds it exclusively ([`gc::collect`] takes it), and gc
 //! records what it removes before removing it, so a kill in between leaves objects
 //! marked collected but present — never lineage pointing at an unexplained hole.
-//! Checked by `tests/crash.rs` (`killed_during_gc…`) and `tests/run.rs`
+//! Checked by `tests/it/crash.rs` (`killed_during_gc…`) and `tests/it/run.rs`
 //! (`gc_keeps_what_runs_and_lock_files_need`).
 
 pub mod gc;

@@ -5,7 +5,7 @@
 //!
 //! **Architecture invariant:** nothing under `util/` names `crate::` — it sits below
 //! every other module, so `spec`, `store`, `table`, `gnn` and `tui` can share one copy of
-//! each helper without depending on each other (checked by `tests/layers.rs`). The fuzz
+//! each helper without depending on each other (checked by `tests/it/layers.rs`). The fuzz
 //! crate compiles it standalone with `spec` and `diag`.
 
 pub mod canonical;

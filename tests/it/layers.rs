@@ -177,7 +177,7 @@ fn every_import_follows_the_layer_rule() {
         let Some(node) = node_of(rel) else { continue };
         let Some(allowed) = rules.get(node.as_str()) else {
             broken.push(format!(
-                "src/{}: module `{node}` is not in the layer table of tests/layers.rs (and ARCHITECTURE.md)",
+                "src/{}: module `{node}` is not in the layer table of tests/it/layers.rs (and ARCHITECTURE.md)",
                 rel.display()
             ));
             continue;

@@ -16,7 +16,7 @@
 //!
 //! Every built-in kind is deterministic: the same inputs and params give the same
 //! output bytes (timings are metrics, never artifact content), which
-//! `tests/builtin_versions.rs` pins together with each kind's version.
+//! `tests/it/builtin_versions.rs` pins together with each kind's version.
 
 pub mod clean;
 mod common;

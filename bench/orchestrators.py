@@ -53,7 +53,7 @@ SCENARIOS = [
     ("work_1000", "step commands alone, 1000 steps"),
     ("work_change", "step commands alone, 1 shard + join"),
 ]
-TOOLS = ["pedigree", "dvc", "snakemake", "peer cmds"]
+TOOLS = ["pedigree", "baseline", "dvc", "snakemake", "peer cmds"]
 
 
 class BenchError(Exception):
@@ -364,9 +364,12 @@ def direct_work(root: Path, scratch: Path) -> dict[str, list]:
     }
 
 
-def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str]) -> None:
-    ped = Pedigree(args.pedigree)
-    root = tmp / "pedigree"
+def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str],
+                   tool: str = tool, binary: Path | None = None) -> None:
+    """Every pedigree scenario with `binary` (default `--pedigree`), recorded as `tool`:
+    tool, or "baseline" for `--baseline BIN` (an older build, same invocation)."""
+    ped = Pedigree(binary or args.pedigree)
+    root = tmp / tool
     reps = args.reps
 
     specs = {
@@ -392,16 +395,16 @@ def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str]) 
             shutil.copytree(template, ws, symlinks=True)
             cold.append(ped.run(ws, wf, steps, set(steps), f"cold {key}"))
             direct.append(time_cmds(work[key], scratch))
-            log(f"pedigree cold {key}: rep {i + 1}/{reps}: {cold[-1] * 1000:.1f} ms "
+            log(f"{tool} cold {key}: rep {i + 1}/{reps}: {cold[-1] * 1000:.1f} ms "
                 f"(step commands alone {direct[-1] * 1000:.1f} ms)")
-        res.add(f"cold_{key}", "pedigree", cold)
-        res.add(f"work_{key}", "pedigree", direct)
+        res.add(f"cold_{key}", tool, cold)
+        res.add(f"work_{key}", tool, direct)
 
     # No-op reruns in the workspaces the last cold run left behind, after one untimed warm-up.
     for key, (wf, _build, steps) in specs.items():
         ws = root / f"ws-{key}"
         ped.run(ws, wf, steps, set(), f"warm-up no-op {key}")
-        res.add(f"noop_{key}", "pedigree", measure(
+        res.add(f"noop_{key}", tool, measure(
             f"pedigree no-op {key}", reps,
             lambda i, ws=ws, wf=wf, steps=steps: ped.run(ws, wf, steps, set(), f"no-op {key}")))
 
@@ -413,11 +416,11 @@ def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str]) 
         shard.write_text(changed_shard(shards[CHANGED], i))
         changed.append(ped.run(ws, "wide", specs["wide"][2], {f"s{CHANGED:03d}", "join"}, f"change rep {i}"))
         direct.append(time_cmds(work["change"], scratch))
-        log(f"pedigree one shard changed: rep {i + 1}/{reps}: {changed[-1] * 1000:.1f} ms "
+        log(f"{tool} one shard changed: rep {i + 1}/{reps}: {changed[-1] * 1000:.1f} ms "
             f"(step commands alone {direct[-1] * 1000:.1f} ms)")
     shard.write_text(shards[CHANGED])
-    res.add("change_wide", "pedigree", changed)
-    res.add("work_change", "pedigree", direct)
+    res.add("change_wide", tool, changed)
+    res.add("work_change", tool, direct)
 
     if args.skip_big:
         return
@@ -425,9 +428,9 @@ def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str]) 
     log(f"writing a {args.big_gib:g} GiB input in {ws / 'data'} ...")
     build_big(ws, args.big_gib)
     dt = ped.run(ws, "big", ["peek"], {"peek"}, "cold big")
-    log(f"pedigree cold run over the {args.big_gib:g} GiB input (untimed setup): {dt * 1000:.0f} ms")
+    log(f"{tool} cold run over the {args.big_gib:g} GiB input (untimed setup): {dt * 1000:.0f} ms")
     ped.run(ws, "big", ["peek"], set(), "warm-up no-op big")
-    res.add("noop_big", "pedigree", measure(
+    res.add("noop_big", tool, measure(
         f"pedigree no-op {args.big_gib:g} GiB", reps, lambda i: ped.run(ws, "big", ["peek"], set(), "no-op big")))
     shutil.rmtree(ws, ignore_errors=True)
 
@@ -552,9 +555,9 @@ def ms(x: float | None) -> str:
     return "-" if x is None else f"{x * 1000:.1f}"
 
 
-def targets(res: Results, gib: float) -> list[dict]:
-    """pedigree's figures against the project's targets (all in seconds)."""
-    m = lambda s: res.median(s, "pedigree")  # noqa: E731
+def targets(res: Results, gib: float, tool: str = "pedigree") -> list[dict]:
+    """`tool`'s figures against the project's targets (all in seconds)."""
+    m = lambda s: res.median(s, tool)  # noqa: E731
     rows = []
 
     def add(name, value, limit, note=""):
@@ -567,7 +570,7 @@ def targets(res: Results, gib: float) -> list[dict]:
     add("no-op rerun, 1000 steps", m("noop_1000"), 0.300)
     def paired(a: str, b: str, n: int = 1) -> float | None:
         """Median over reps of (a - b) / n: both figures of a rep were taken back to back."""
-        sa, sb = res.times.get(a, {}).get("pedigree"), res.times.get(b, {}).get("pedigree")
+        sa, sb = res.times.get(a, {}).get(tool), res.times.get(b, {}).get(tool)
         if not sa or not sb or len(sa) != len(sb):
             return None
         return statistics.median((x - y) / n for x, y in zip(sa, sb))
@@ -610,11 +613,15 @@ def report(res: Results, meta: dict) -> list[dict]:
                   f"{ms(min(s)):>9} {ms(max(s)):>9} {ratio:>14}")
             first = False
     rows = targets(res, meta["big_gib"])
-    if rows:
+    for tool in ("pedigree", "baseline"):
+        trows = rows if tool == "pedigree" else targets(res, meta["big_gib"], tool)
+        if not trows:
+            continue
         print()
-        print(f"{'pedigree target':<{w}} {'measured':>15} {'limit':>14}  result")
+        name = tool if tool == "pedigree" else f"baseline ({meta.get('baseline', '?')})"
+        print(f"{name + ' target':<{w}} {'measured':>15} {'limit':>14}  result")
         print("-" * (w + 39))
-        for r in rows:
+        for r in trows:
             unit = " ms/step" if r["target"].startswith("overhead") else " ms"
             value = f"{r['value_s'] * 1000:.1f}{unit}"
             limit = f"< {r['limit_s'] * 1000:.0f}{unit}"
@@ -628,6 +635,8 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, help="repetitions per figure (default 7; 3 with --quick)")
     ap.add_argument("--only", choices=["pedigree", "peers"], help="run one half only")
+    ap.add_argument("--baseline", type=Path, metavar="BIN",
+                    help="an older pedigree binary measured in the same invocation (before/after)")
     ap.add_argument("--quick", action="store_true", help="CI smoke: --reps 3 and --skip-big")
     ap.add_argument("--pedigree", type=Path, default=DEFAULT_PEDIGREE, metavar="BIN",
                     help=f"pedigree binary (default {DEFAULT_PEDIGREE})")
@@ -669,6 +678,8 @@ def main() -> int:
         p = subprocess.run([str(args.pedigree), "--version"], stdout=subprocess.PIPE,
                            stderr=subprocess.DEVNULL, text=True)
         meta["pedigree"] = p.stdout.strip() if p.returncode == 0 else str(args.pedigree)
+        if args.baseline:
+            meta["baseline"] = str(args.baseline)
     if args.workdir:
         args.workdir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="pedigree-bench-", dir=args.workdir))
@@ -682,6 +693,8 @@ def main() -> int:
     try:
         if do_ped:
             raw, shards = make_data(args.reference, tmp / "data")
+            if args.baseline:
+                bench_pedigree(args, tmp, res, raw, shards, "baseline", args.baseline.resolve())
             bench_pedigree(args, tmp, res, raw, shards)
         if do_peers:
             bench_peers(args, tmp, res, meta)

@@ -295,6 +295,12 @@ fn recommend_explains_items_through_attention_and_lineage() {
     assert_eq!(r["release"]["version"], 1);
     let recs = r["recommendations"].as_array().unwrap();
     assert_eq!(recs.len(), 5, "{r}");
+    // What people read, pinned whole (the model is bit-identical on every machine).
+    snapshot!(
+        ws,
+        "recommend_u04",
+        &["recommend", "--release", "tiny", "--user", "u04", "-k", "2"]
+    );
 
     // Never an item the user already has; reasons are the user's own past items,
     // each found in the raw event log at rows that really hold (user, item).

@@ -365,9 +365,9 @@ def direct_work(root: Path, scratch: Path) -> dict[str, list]:
 
 
 def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str],
-                   tool: str = tool, binary: Path | None = None) -> None:
+                   tool: str = "pedigree", binary: Path | None = None) -> None:
     """Every pedigree scenario with `binary` (default `--pedigree`), recorded as `tool`:
-    tool, or "baseline" for `--baseline BIN` (an older build, same invocation)."""
+    "pedigree", or "baseline" for `--baseline BIN` (an older build, same invocation)."""
     ped = Pedigree(binary or args.pedigree)
     root = tmp / tool
     reps = args.reps

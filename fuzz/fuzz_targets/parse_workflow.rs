@@ -3,7 +3,7 @@
 #![no_main]
 
 #[allow(dead_code)]
-#[path = "../../src/diag.rs"]
+#[path = "../../src/diag/mod.rs"]
 mod diag;
 #[allow(dead_code)]
 #[path = "../../src/spec/mod.rs"]

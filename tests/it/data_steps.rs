@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::common::{Ws, stderr, stdout};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
-use arrow::datatypes::{DataType, Field, Schema};
+use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
 use proptest::prelude::*;
 use serde_json::{Value as Json, json};
@@ -333,16 +333,9 @@ fn text_col(v: &[Option<String>]) -> ArrayRef {
     Arc::new(StringArray::from(v.to_vec()))
 }
 
+/// A batch of these columns, every field nullable (as the table layer reads them).
 fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
-    let fields: Vec<Field> = cols
-        .iter()
-        .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-        .collect();
-    RecordBatch::try_new(
-        Arc::new(Schema::new(fields)),
-        cols.into_iter().map(|(_, a)| a).collect(),
-    )
-    .unwrap()
+    RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true))).unwrap()
 }
 
 /// A kind's params: its defaults, overridden by `v`.

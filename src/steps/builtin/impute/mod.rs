@@ -565,16 +565,10 @@ fn knn(
 mod tests {
     use super::*;
 
+    /// A batch of these columns, every field nullable (as the table layer reads them).
     fn batch(cols: Vec<(&str, ArrayRef)>) -> RecordBatch {
-        let fields: Vec<Field> = cols
-            .iter()
-            .map(|(n, a)| Field::new(*n, a.data_type().clone(), true))
-            .collect();
-        RecordBatch::try_new(
-            Arc::new(Schema::new(fields)),
-            cols.into_iter().map(|(_, a)| a).collect(),
-        )
-        .unwrap()
+        RecordBatch::try_from_iter_with_nullable(cols.into_iter().map(|(n, a)| (n, a, true)))
+            .unwrap()
     }
 
     fn f(v: &[Option<f64>]) -> ArrayRef {

@@ -157,18 +157,16 @@ impl ReadDb {
                 source,
             })?;
         // A run killed while it created the database can leave the file without its
-        // schema. Nothing was recorded in it, so it reads as an empty history: an
-        // in-memory database with the schema, so the file is still never written.
-        let has_schema: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'runs'",
-        )
-        .fetch_one(&pool)
-        .await
-        .map_err(|source| LineageError::Open {
-            path: path.to_owned(),
-            source,
-        })?;
-        if has_schema == 0 {
+        // schema, or with only its first migrations. Nothing was recorded in it (a
+        // run's row is written after the migrations), so it reads as an empty history:
+        // an in-memory database with the schema, so the file is still never written.
+        let unused = never_used(&pool)
+            .await
+            .map_err(|source| LineageError::Open {
+                path: path.to_owned(),
+                source,
+            })?;
+        if unused {
             pool.close().await;
             return ReadDb::empty().await.map_err(|source| LineageError::Open {
                 path: path.to_owned(),
@@ -211,6 +209,40 @@ impl ReadDb {
             Backend::Sqlite(pool) => pool.close().await,
         }
     }
+}
+
+/// Whether the database at `pool` holds no history and is not fully migrated: no
+/// `runs` table, or fewer migrations applied than this build knows and no run row.
+/// An older database that holds runs is read as it is (its queries still work). A
+/// damaged file is an error, never an empty history.
+async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
+    let has_table = |name: &'static str| async move {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
+        )
+        .bind(name)
+        .fetch_one(pool)
+        .await
+        .map(|n| n > 0)
+    };
+    if !has_table("runs").await? {
+        return Ok(true);
+    }
+    let applied: i64 = if has_table("_sqlx_migrations").await? {
+        sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
+            .fetch_one(pool)
+            .await?
+    } else {
+        0
+    };
+    let known = MIGRATOR.iter().count() as i64;
+    if applied >= known {
+        return Ok(false);
+    }
+    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
+        .fetch_one(pool)
+        .await?;
+    Ok(runs == 0)
 }
 
 impl Db {

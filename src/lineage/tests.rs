@@ -757,3 +757,30 @@ async fn a_database_without_its_schema_reads_as_an_empty_history() {
         "the file was written"
     );
 }
+
+/// Killed between two migrations: the first ones applied, no run recorded. The read
+/// handle sees an empty history with the whole schema (`collected` is a later
+/// migration's table), and the file stays as it was.
+#[tokio::test]
+async fn a_database_killed_between_migrations_reads_as_an_empty_history() {
+    let f = fresh().await;
+    sqlx::query("DROP TABLE collected")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM _sqlx_migrations WHERE version >= 20261128020000")
+        .execute(f.db.pool())
+        .await
+        .unwrap();
+    f.db.close().await;
+    let before = std::fs::read(&f.path).unwrap();
+    let db = ReadDb::open(&f.path).await.unwrap();
+    assert!(db.collected().await.unwrap().is_empty());
+    assert!(db.runs(10, None).await.unwrap().is_empty());
+    db.close().await;
+    assert_eq!(
+        std::fs::read(&f.path).unwrap(),
+        before,
+        "the file was written"
+    );
+}

@@ -784,3 +784,29 @@ async fn a_database_killed_between_migrations_reads_as_an_empty_history() {
         "the file was written"
     );
 }
+
+/// A run killed mid-write can leave a WAL with frames and a spoilt index (`-shm`);
+/// the read-only handle of the read commands still reads the history from it.
+#[tokio::test]
+async fn a_read_after_a_crash_that_left_the_wal_index_stale_still_reads() {
+    let f = fresh().await;
+    let run = f.db.begin_run(&new_run("wf")).await.unwrap();
+    // Copy the three files while the writer still has them open, as a kill would
+    // leave them, then spoil the index.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("lineage.db");
+    for suffix in ["", "-wal", "-shm"] {
+        let from = format!("{}{suffix}", f.path.display());
+        if std::path::Path::new(&from).exists() {
+            std::fs::copy(&from, format!("{}{suffix}", copy.display())).unwrap();
+        }
+    }
+    let shm = format!("{}-shm", copy.display());
+    if std::path::Path::new(&shm).exists() {
+        let len = std::fs::metadata(&shm).unwrap().len() as usize;
+        std::fs::write(&shm, vec![0u8; len]).unwrap();
+    }
+    let db = ReadDb::open(&copy).await.unwrap();
+    assert_eq!(db.latest_run_id().await.unwrap(), Some(run));
+    db.close().await;
+}

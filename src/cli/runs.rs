@@ -2,9 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use super::{CliError, Exit, Global, human_duration, open_read, print_json};
-use crate::engine::key::short;
-use crate::lineage::{ReadDb, RunRow, StepRunRow, time};
+use super::{CliError, Exit, Global, open_read, print_json};
+use crate::lineage::{ReadDb, RunRow, StepRunRow};
+use crate::util::fmt::{duration_between, short};
 
 #[derive(Debug, clap::Args)]
 pub struct RunsArgs {
@@ -59,13 +59,6 @@ async fn run_row(db: &ReadDb, text: &str) -> Result<(i64, RunRow), CliError> {
     Ok((id, row))
 }
 
-fn duration(start: &str, end: Option<&str>) -> String {
-    match end.and_then(|e| time::seconds_between(start, e)) {
-        Some(s) => human_duration(s),
-        None => "-".into(),
-    }
-}
-
 pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
     let ws = open_read(g).await?;
     let rows = ws.db.runs(args.limit, args.workflow.as_deref()).await?;
@@ -88,7 +81,7 @@ pub async fn runs(args: RunsArgs, g: &Global) -> Result<Exit, CliError> {
             r.run.workflow,
             r.run.status,
             r.run.started_at,
-            duration(&r.run.started_at, r.run.finished_at.as_deref()),
+            duration_between(&r.run.started_at, r.run.finished_at.as_deref()),
             r.ran,
             r.cached,
             r.failed
@@ -126,7 +119,7 @@ pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
         run.started_at,
         run.user,
         run.host,
-        duration(&run.started_at, run.finished_at.as_deref())
+        duration_between(&run.started_at, run.finished_at.as_deref())
     );
     if let Some(c) = &run.git_commit {
         println!(
@@ -147,7 +140,7 @@ pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
             s.step,
             s.status,
             key,
-            duration(&s.started_at, s.finished_at.as_deref())
+            duration_between(&s.started_at, s.finished_at.as_deref())
         );
         println!("    why: {}", s.reason);
         for (k, v) in d["inputs"].as_object().into_iter().flatten() {

@@ -20,7 +20,7 @@ use ratatui::widgets::{Block, Borders, Clear, List, ListItem, ListState, Paragra
 
 use super::app::{App, Screen};
 use super::input::{self, Action, Context};
-use crate::lineage::{Status, time};
+use crate::lineage::Status;
 use crate::util::fmt::short;
 
 /// Colours, or none (`NO_COLOR`).
@@ -227,10 +227,7 @@ pub(super) fn when(t: &str, narrow: bool) -> String {
 
 /// How long something took, or has been running (with `now`), or `-`.
 pub(super) fn took(start: &str, end: Option<&str>, now: Option<&str>) -> String {
-    match end.or(now).and_then(|e| time::seconds_between(start, e)) {
-        Some(s) => crate::util::fmt::human_duration(s),
-        None => "-".into(),
-    }
+    crate::util::fmt::duration_between(start, end.or(now))
 }
 
 /// Cut `s` to `n` characters with a trailing `~`.

@@ -8,13 +8,16 @@
 
 pub mod alloc;
 pub mod cli;
+pub mod config;
 pub mod diag;
 pub mod engine;
 pub mod failpoint;
 pub mod gnn;
+pub mod keys;
 pub mod lineage;
 pub mod maintenance;
 pub mod registry;
+pub mod remote;
 pub mod sample;
 pub mod spec;
 pub mod steps;

@@ -17,6 +17,7 @@ pub struct Args {
 /// kind (`clean`) and a plugin (`line-count`, POSIX `sh` only) on a small committed
 /// table, so the first `pedigree run` shows both ends of the product.
 const FILES: &[(&str, &str, bool)] = &[
+    ("pedigree.toml", crate::config::TEMPLATE, false),
     ("workflows/hello.yaml", HELLO_WORKFLOW, false),
     ("workflows/data/hello/events.csv", HELLO_EVENTS, false),
     ("plugins/line-count/plugin.yaml", LINE_COUNT_MANIFEST, false),

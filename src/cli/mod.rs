@@ -8,6 +8,7 @@ mod init;
 mod lineage;
 mod progress;
 mod recommend;
+mod remote;
 mod run;
 mod runs;
 mod sample;
@@ -219,6 +220,20 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Publish the results a run computed to the remote cache.
+    Push(remote::PushArgs),
+    /// Fetch the results a workflow needs from the remote cache, without running anything.
+    Pull(remote::PullArgs),
+    /// Signing keys for the remote cache: make one, trust one, show yours.
+    Key {
+        #[command(subcommand)]
+        cmd: remote::KeyCommand,
+    },
+    /// The remote cache itself: probe it, collect its garbage.
+    Remote {
+        #[command(subcommand)]
+        cmd: remote::RemoteCommand,
+    },
     /// Run a built-in step kind (used by `pedigree run`; not for people).
     #[command(name = "__builtin", hide = true)]
     Builtin { kind: String },
@@ -272,6 +287,10 @@ pub fn main() -> ExitCode {
             Command::Recommend(a) => recommend::run(a, &cli.global).await,
             Command::Tui(a) => tui::run(a, &cli.global).await,
             Command::Init(a) => init::run(a, &cli.global).await,
+            Command::Push(a) => remote::push(a, &cli.global).await,
+            Command::Pull(a) => remote::pull(a, &cli.global).await,
+            Command::Key { cmd } => remote::key(cmd, &cli.global).await,
+            Command::Remote { cmd } => remote::remote_cmd(cmd, &cli.global).await,
             Command::Builtin { .. } | Command::Completions { .. } => {
                 unreachable!("handled before the runtime starts")
             }

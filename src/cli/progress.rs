@@ -101,9 +101,11 @@ impl Progress {
     /// Append the lines for one event to `out`.
     pub fn render(&mut self, ev: &Event, out: &mut String) {
         if self.quiet {
-            if let Event::Warning(w) = ev {
-                let _ = writeln!(out, "warning: {w}");
-            }
+            let _ = match ev {
+                Event::Warning(w) => writeln!(out, "warning: {w}"),
+                Event::Note(n) => writeln!(out, "note: {n}"),
+                _ => Ok(()),
+            };
             return;
         }
         let _ = match ev {
@@ -137,6 +139,9 @@ impl Progress {
                 self.done += 1;
                 let dur = human_duration(r.duration.as_secs_f64());
                 match r.status {
+                    StepStatus::Cached if r.reason.starts_with("cached: from remote") => {
+                        writeln!(out, "  cached  {} (from the remote, {dur})", r.name)
+                    }
                     StepStatus::Cached => writeln!(out, "  cached  {}", r.name),
                     StepStatus::Succeeded => writeln!(out, "  done    {} ({dur})", r.name),
                     StepStatus::Failed => writeln!(out, "  FAILED  {} ({dur})", r.name),
@@ -145,6 +150,7 @@ impl Progress {
                 }
             }
             Event::Warning(w) => writeln!(out, "warning: {w}"),
+            Event::Note(n) => writeln!(out, "note: {n}"),
         };
     }
 }

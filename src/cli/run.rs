@@ -46,6 +46,8 @@ pub struct Args {
     /// Print one JSON object describing the run on stdout.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 /// Load, validate and resolve a workflow for a workspace.
@@ -83,7 +85,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         force_all: args.force_all,
         keep_going: args.keep_going,
         args_json: serde_json::to_string(&std::env::args().collect::<Vec<_>>()).unwrap_or_default(),
-        ..Default::default()
+        backends: super::remote::backends(&ws.root, &args.remote)?,
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
@@ -125,12 +127,24 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         print_json(&result);
     } else {
         let count = |s: StepStatus| result.steps.iter().filter(|r| r.status == s).count();
+        let remote = result
+            .steps
+            .iter()
+            .filter(|r| {
+                r.status == StepStatus::Cached && r.reason.starts_with("cached: from remote")
+            })
+            .count();
         println!(
-            "run {} {}: {} ran, {} cached, {} failed, {} skipped",
+            "run {} {}: {} ran, {} cached{}, {} failed, {} skipped",
             result.run_id,
             result.status.as_str(),
             count(StepStatus::Succeeded),
             count(StepStatus::Cached),
+            if remote > 0 {
+                format!(" ({remote} from the remote)")
+            } else {
+                String::new()
+            },
             count(StepStatus::Failed) + count(StepStatus::Interrupted),
             count(StepStatus::Skipped),
         );
@@ -222,7 +236,7 @@ async fn dry_run(
     resolved: &resolve::Resolved,
     json: bool,
 ) -> Result<Exit, CliError> {
-    let states = status::status(ws, resolved, false).await?;
+    let states = status::status(ws, resolved, false, None).await?;
     if json {
         print_json(&serde_json::json!({ "dry_run": true, "steps": states }));
         return Ok(Exit::Ok);

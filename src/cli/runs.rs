@@ -162,6 +162,17 @@ pub async fn show(args: ShowArgs, g: &Global) -> Result<Exit, CliError> {
             );
         }
         for (k, v) in d["facets"].as_object().into_iter().flatten() {
+            if k == crate::lineage::NONDETERMINISTIC_FACET {
+                let p = &v["theirs_producer"];
+                println!(
+                    "    warning: not deterministic: remote `{}` holds other outputs for this key (computed by {}@{} in its run {})",
+                    v["remote"].as_str().unwrap_or(""),
+                    p["user"].as_str().unwrap_or("?"),
+                    p["host"].as_str().unwrap_or("?"),
+                    p["run"]
+                );
+                continue;
+            }
             println!("    facet {k}: {}", crate::spec::value::show(v));
         }
         if let Some(e) = &s.error {

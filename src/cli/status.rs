@@ -33,7 +33,7 @@ pub struct WhyArgs {
 
 pub async fn status(args: StatusArgs, g: &Global) -> Result<Exit, CliError> {
     let (ws, resolved) = load(g, &args.workflow, &args.set, true).await?;
-    let states = status::status(&ws, &resolved, false).await?;
+    let states = status::status(&ws, &resolved, false, None).await?;
     if args.json {
         print_json(&serde_json::json!({ "workflow": resolved.wf.name, "steps": states }));
         return Ok(Exit::Ok);
@@ -63,7 +63,7 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
             )
         )));
     }
-    let states = status::status(&ws, &resolved, true).await?;
+    let states = status::status(&ws, &resolved, true, None).await?;
     let s = states
         .into_iter()
         .find(|s| s.name == args.step)

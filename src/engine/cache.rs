@@ -25,7 +25,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::key::{Change, KeyManifest};
-use crate::lineage::{CacheEntry, Db, LineageError, NewOutput, OutputRow, StepRunRow};
+use crate::lineage::{CacheEntry, Db, LineageError, OutputRow, StepRunRow, Success};
 use crate::store::{Check, Store};
 use crate::workspace::Workspace;
 
@@ -250,37 +250,60 @@ impl KeyLock {
 }
 
 /// A result cache that is not the local store: consulted on a local miss
-/// before a step executes, and told about every result a step computes.
+/// before a step executes, and offered every result a step computes.
 ///
-/// Both methods get the local [`Store`]: `fetch` puts the objects it downloads
-/// there (through the store's own writers, so the object invariants hold) and
-/// returns the outputs, which the engine records as the step's run; `publish`
-/// reads the objects to upload from there. A failing cache never fails a step:
-/// `fetch` errors count as a miss and `publish` errors as a warning.
+/// `fetch` puts the objects it downloads into the workspace's store (through the
+/// store's own writers, so the object invariants hold, and only after checking
+/// them) and returns the outputs, which the engine records as the step's run.
+/// `publish` may work in the background; `finish` waits for it before the run
+/// ends. A failing cache never fails a step: `fetch` errors count as a miss and
+/// `publish` errors as a warning.
 pub trait ResultCache: Send + Sync + fmt::Debug {
-    /// A result for `key`, its objects already in `store`; `None` on a miss.
+    /// A result for `key`, its objects already in the store; `None` on a miss.
     fn fetch<'a>(
         &'a self,
-        store: &'a Store,
+        ws: &'a Workspace,
         key: &'a str,
         manifest: &'a KeyManifest,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>>;
 
-    /// Offer a result a step just computed (its objects are in `store`).
-    fn publish<'a>(
-        &'a self,
-        store: &'a Store,
-        key: &'a str,
-        manifest: &'a KeyManifest,
-        outputs: &'a [NewOutput],
-    ) -> BoxFuture<'a, Result<(), ResultCacheError>>;
+    /// Offer a result a step just computed (its objects are in the store and its
+    /// run is recorded).
+    fn publish(&self, ws: &Workspace, offer: Offer);
+
+    /// Wait for the background work of [`ResultCache::publish`]: what to tell
+    /// people about it (warnings first, then a summary), nothing when idle.
+    fn finish(&self) -> BoxFuture<'_, Finished>;
 }
 
-/// A result fetched from a [`ResultCache`]: the step's outputs, as a computed
-/// step would report them.
+/// A computed result offered to a [`ResultCache`].
+#[derive(Debug, Clone)]
+pub struct Offer {
+    pub run_id: i64,
+    pub step_run_id: i64,
+    pub workflow: String,
+    pub step: String,
+    pub key: String,
+    pub manifest: KeyManifest,
+    pub success: Success,
+}
+
+/// A result fetched from a [`ResultCache`]: the step's outputs, params, metrics and
+/// facets as the producer recorded them, and where they came from.
 #[derive(Debug, Clone)]
 pub struct Fetched {
-    pub outputs: Vec<NewOutput>,
+    pub success: Success,
+    /// For people: which cache, which signer, who computed it.
+    pub source: String,
+    /// The same as JSON, recorded with the step run.
+    pub source_json: String,
+}
+
+/// What background publishing ended with.
+#[derive(Debug, Clone, Default)]
+pub struct Finished {
+    pub warnings: Vec<String>,
+    pub notes: Vec<String>,
 }
 
 /// A result cache that could not answer.
@@ -298,20 +321,16 @@ pub struct LocalOnly;
 impl ResultCache for LocalOnly {
     fn fetch<'a>(
         &'a self,
-        _store: &'a Store,
+        _ws: &'a Workspace,
         _key: &'a str,
         _manifest: &'a KeyManifest,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
         Box::pin(async { Ok(None) })
     }
 
-    fn publish<'a>(
-        &'a self,
-        _store: &'a Store,
-        _key: &'a str,
-        _manifest: &'a KeyManifest,
-        _outputs: &'a [NewOutput],
-    ) -> BoxFuture<'a, Result<(), ResultCacheError>> {
-        Box::pin(async { Ok(()) })
+    fn publish(&self, _ws: &Workspace, _offer: Offer) {}
+
+    fn finish(&self) -> BoxFuture<'_, Finished> {
+        Box::pin(async { Finished::default() })
     }
 }

@@ -92,6 +92,8 @@ pub enum Event {
     },
     StepFinished(StepResult),
     Warning(String),
+    /// Something worth saying that is not a problem (what was published).
+    Note(String),
 }
 
 impl Event {

@@ -13,14 +13,14 @@ use std::time::Instant;
 
 use tokio::sync::{mpsc, watch};
 
-use super::cache::{self, CacheStatus, CheckMode, KeyLock, ResultCache};
+use super::cache::{self, CacheStatus, CheckMode, KeyLock, Offer, ResultCache};
 use super::events::{Event, StepResult, StepStatus};
 use super::executor::Executor;
-use super::invoke::{self, StepDone, StepFailed, invoke};
+use super::invoke::{StepDone, StepFailed, invoke};
 use super::key::KeyManifest;
 use super::plan::{Artifact, Outputs};
 use super::resolve::{Resolved, ResolvedStep};
-use crate::lineage::{CachedRecord, OutputRow, Success};
+use crate::lineage::{CachedRecord, OutputRow};
 use crate::workspace::Workspace;
 
 /// Everything a step task needs, cheap to clone.
@@ -138,7 +138,7 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
     let fetched = if forced {
         None
     } else {
-        match ctx.cache.fetch(&ctx.ws.store, &key, &manifest).await {
+        match ctx.cache.fetch(&ctx.ws, &key, &manifest).await {
             Ok(f) => f,
             Err(e) => {
                 let _ = ctx.events.send(Event::Warning(e.to_string()));
@@ -147,7 +147,7 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
         }
     };
     let reason = match &fetched {
-        Some(_) => "cached: fetched from the result cache".to_owned(),
+        Some(f) => format!("cached: from {}", f.source),
         None => reason.clone(),
     };
     let id = match db
@@ -165,27 +165,41 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
         Ok(id) => id,
         Err(e) => return (fail(StepStatus::Failed, e.to_string(), None), None),
     };
-    let (status, result) = match fetched {
-        Some(f) => (StepStatus::Cached, Ok(fetched_done(&manifest, f))),
+    let (status, source_json, result) = match fetched {
+        Some(f) => (
+            StepStatus::Cached,
+            Some(f.source_json.clone()),
+            Ok(fetched_done(f)),
+        ),
         None => {
             crate::failpoint::hit("step-started");
             (
                 StepStatus::Succeeded,
+                None,
                 invoke(ctx, step, id, &manifest, &inputs).await,
             )
         }
     };
     let out = match result {
-        Ok(StepDone { success, outputs }) => match db.finish_success(id, &success).await {
+        Ok(StepDone { success, outputs }) => match db
+            .finish_success(id, &success, source_json.as_deref())
+            .await
+        {
             Ok(()) => {
                 crate::failpoint::hit("step-committed");
-                if status == StepStatus::Succeeded
-                    && let Err(e) = ctx
-                        .cache
-                        .publish(&ctx.ws.store, &key, &manifest, &success.outputs)
-                        .await
-                {
-                    let _ = ctx.events.send(Event::Warning(e.to_string()));
+                if status == StepStatus::Succeeded {
+                    ctx.cache.publish(
+                        &ctx.ws,
+                        Offer {
+                            run_id: ctx.run_id,
+                            step_run_id: id,
+                            workflow: ctx.resolved.wf.name.clone(),
+                            step: step.name.clone(),
+                            key: key.clone(),
+                            manifest: manifest.clone(),
+                            success,
+                        },
+                    );
                 }
                 let r = StepResult {
                     name: step.name.clone(),
@@ -247,8 +261,9 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
 }
 
 /// A result from the result cache, recorded as the step's run.
-fn fetched_done(manifest: &KeyManifest, f: cache::Fetched) -> StepDone {
+fn fetched_done(f: cache::Fetched) -> StepDone {
     let outputs = f
+        .success
         .outputs
         .iter()
         .map(|o| {
@@ -263,11 +278,7 @@ fn fetched_done(manifest: &KeyManifest, f: cache::Fetched) -> StepDone {
         })
         .collect();
     StepDone {
-        success: Success {
-            outputs: f.outputs,
-            params: invoke::params_text(manifest),
-            ..Default::default()
-        },
+        success: f.success,
         outputs,
     }
 }

@@ -456,6 +456,14 @@ pub async fn run(
     } else {
         RunStatus::Succeeded
     };
+    // Results published in the background: the run ends when they are up.
+    let published = opts.backends.cache.finish().await;
+    for w in published.warnings {
+        let _ = events.send(Event::Warning(w));
+    }
+    for n in published.notes {
+        let _ = events.send(Event::Note(n));
+    }
     if let Ok(Ok((commit, dirty))) = tokio::time::timeout(Duration::from_secs(5), git).await {
         db.set_git(run_id, commit, dirty).await?;
     }

@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::cache::{self, CacheStatus, CheckMode};
+use super::cache::{self, CacheStatus, CheckMode, Fetched, ResultCache};
 use super::execute::to_artifacts;
 use super::hashing;
 use super::inputs;
@@ -36,10 +36,14 @@ pub struct StepState {
 
 /// The state of every step, in DAG order.
 /// `with_changes` also diffs fresh steps against their last run (for `why`).
+/// With `pull`, a step the local cache lacks is fetched from that result cache
+/// (its objects land in the store; nothing is recorded) and is `pulled`, so the
+/// steps below it get keys too: that is `pedigree pull`.
 pub async fn status(
     ws: &Workspace,
     resolved: &Resolved,
     with_changes: bool,
+    pull: Option<&dyn ResultCache>,
 ) -> Result<Vec<StepState>, RunError> {
     let db = &ws.db;
     let mut stat = hashing::StatCache::load(db).await?;
@@ -82,6 +86,24 @@ pub async fn status(
         );
         let key = manifest.key();
         let cached = cache::lookup(ws, &key, CheckMode::Inspect).await?;
+        if let (Some(remote), false) = (pull, matches!(cached, CacheStatus::Hit(_))) {
+            match remote.fetch(ws, &key, &manifest).await {
+                Ok(Some(f)) => {
+                    board.outputs[i] = Some(fetched_artifacts(&f));
+                    out.push(StepState {
+                        name: step.name.clone(),
+                        state: "pulled",
+                        key: Some(key),
+                        reason: format!("from {}", f.source),
+                        changes: Vec::new(),
+                        manifest: Some(manifest),
+                    });
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => eprintln!("warning: {e}"),
+            }
+        }
         // The last run's manifest only matters to explain a stale step (or to `why`).
         let explanation = match (&cached, with_changes) {
             (CacheStatus::Hit(_), false) => None,
@@ -112,4 +134,22 @@ pub async fn status(
         });
     }
     Ok(out)
+}
+
+/// The artifacts of a fetched result, by slot.
+fn fetched_artifacts(f: &Fetched) -> std::collections::BTreeMap<String, super::plan::Artifact> {
+    f.success
+        .outputs
+        .iter()
+        .map(|o| {
+            (
+                o.slot.clone(),
+                super::plan::Artifact {
+                    hash: o.artifact.stored.hash.clone(),
+                    name: o.name.clone(),
+                    is_tree: o.artifact.stored.is_tree,
+                },
+            )
+        })
+        .collect()
 }

@@ -105,34 +105,37 @@ impl ReadDb {
     }
 
     pub async fn step_runs(&self, run_id: i64) -> Result<Vec<StepRunRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, run_id, step, kind, step_key, status, reason, cached_from, started_at, finished_at, error, stderr_tail, log_hash
-             FROM step_runs WHERE run_id = ? ORDER BY id",
-        )
-        .bind(run_id)
-        .fetch_all(self.pool())
-        .await?)
+        let sql = format!(
+            "SELECT {} FROM step_runs s WHERE s.run_id = ? ORDER BY s.id",
+            self.step_run_columns()
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(run_id)
+            .fetch_all(self.pool())
+            .await?)
     }
 
     pub async fn step_run(&self, id: i64) -> Result<Option<StepRunRow>> {
-        Ok(sqlx::query_as(
-            "SELECT id, run_id, step, kind, step_key, status, reason, cached_from, started_at, finished_at, error, stderr_tail, log_hash
-             FROM step_runs WHERE id = ?",
-        )
-        .bind(id)
-        .fetch_optional(self.pool())
-        .await?)
+        let sql = format!(
+            "SELECT {} FROM step_runs s WHERE s.id = ?",
+            self.step_run_columns()
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?)
     }
 
     /// Step runs by id.
     pub async fn step_runs_by_id(&self, ids: &[i64]) -> Result<Vec<StepRunRow>> {
-        Ok(sqlx::query_as(
-            "SELECT s.id, s.run_id, s.step, s.kind, s.step_key, s.status, s.reason, s.cached_from, s.started_at, s.finished_at, s.error, s.stderr_tail, s.log_hash
-             FROM json_each(?1) j JOIN step_runs s ON s.id = j.value ORDER BY s.id",
-        )
-        .bind(ids_json(ids))
-        .fetch_all(self.pool())
-        .await?)
+        let sql = format!(
+            "SELECT {} FROM json_each(?1) j JOIN step_runs s ON s.id = j.value ORDER BY s.id",
+            self.step_run_columns()
+        );
+        Ok(sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(ids_json(ids))
+            .fetch_all(self.pool())
+            .await?)
     }
 
     /// Every input of every step run of `run_id`, with artifact kinds.

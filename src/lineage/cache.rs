@@ -38,7 +38,7 @@ impl ReadDb {
         }
         let sql = format!(
             "WITH k(key) AS (SELECT value FROM json_each(?1)),
-                  latest(key, id) AS (SELECT k.key, (SELECT s.id FROM step_runs s WHERE s.step_key = k.key AND s.status = 'succeeded' ORDER BY s.id DESC LIMIT 1) FROM k)
+                  latest(key, id) AS (SELECT k.key, (SELECT s.id FROM step_runs s WHERE s.step_key = k.key AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL)) ORDER BY s.id DESC LIMIT 1) FROM k)
              SELECT latest.key AS step_key, o.step_run_id, {OUTPUT_COLUMNS}
              FROM latest JOIN step_outputs o ON o.step_run_id = latest.id
              JOIN artifacts a ON a.hash = o.artifact_hash
@@ -60,6 +60,22 @@ impl ReadDb {
                 .push(r.row.output);
         }
         Ok(out)
+    }
+
+    /// Which of `hashes` `remote` is known to hold.
+    pub async fn remote_objects_known(
+        &self,
+        remote: &str,
+        hashes: &[String],
+    ) -> Result<std::collections::HashSet<String>> {
+        let rows: Vec<String> = sqlx::query_scalar(
+            "SELECT r.hash FROM json_each(?2) j JOIN remote_objects r ON r.remote = ?1 AND r.hash = j.value",
+        )
+        .bind(remote)
+        .bind(super::hashes_json(hashes))
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.into_iter().collect())
     }
 
     /// The newest successful step run with `key`, with its outputs.

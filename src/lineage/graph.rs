@@ -140,13 +140,13 @@ impl ReadDb {
         let sql = format!(
             "WITH RECURSIVE walk(depth, from_hash, step_run_id, run_id, step, slot_from, slot_to, to_hash) AS (
                 SELECT 1, n.artifact_hash, s.id, s.run_id, s.step, n.slot, f.slot, f.artifact_hash
-                FROM {near} n JOIN step_runs s ON s.id = n.step_run_id AND s.status = 'succeeded'
+                FROM {near} n JOIN step_runs s ON s.id = n.step_run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
                 JOIN {far} f ON f.step_run_id = s.id
                 WHERE n.artifact_hash = ?1
                 UNION
                 SELECT walk.depth + 1, n.artifact_hash, s.id, s.run_id, s.step, n.slot, f.slot, f.artifact_hash
                 FROM walk JOIN {near} n ON n.artifact_hash = walk.to_hash
-                JOIN step_runs s ON s.id = n.step_run_id AND s.status = 'succeeded'
+                JOIN step_runs s ON s.id = n.step_run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
                 JOIN {far} f ON f.step_run_id = s.id
                 WHERE walk.depth < ?2
             )
@@ -169,7 +169,7 @@ impl ReadDb {
             "SELECT o.artifact_hash AS near, s.id AS step_run_id, s.run_id, s.step, o.slot AS near_slot,
                     i.slot AS far_slot, i.artifact_hash AS far
              FROM json_each(?1) j JOIN step_outputs o ON o.artifact_hash = j.value
-             JOIN step_runs s ON s.id = o.step_run_id AND s.status = 'succeeded'
+             JOIN step_runs s ON s.id = o.step_run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
              LEFT JOIN step_inputs i ON i.step_run_id = s.id LIMIT ?2",
         )
         .bind(hashes_json(hashes))
@@ -185,7 +185,7 @@ impl ReadDb {
             "SELECT i.artifact_hash AS near, s.id AS step_run_id, s.run_id, s.step, i.slot AS near_slot,
                     o.slot AS far_slot, o.artifact_hash AS far
              FROM json_each(?1) j JOIN step_inputs i ON i.artifact_hash = j.value
-             JOIN step_runs s ON s.id = i.step_run_id AND s.status = 'succeeded'
+             JOIN step_runs s ON s.id = i.step_run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
              LEFT JOIN step_outputs o ON o.step_run_id = s.id LIMIT ?2",
         )
         .bind(hashes_json(hashes))

@@ -43,7 +43,7 @@ impl ReadDb {
             "SELECT artifact_hash, 'step output of step run ' || step_run_id FROM step_outputs WHERE artifact_hash NOT IN (SELECT hash FROM artifacts)
              UNION ALL SELECT artifact_hash, 'step input of step run ' || step_run_id FROM step_inputs WHERE artifact_hash NOT IN (SELECT hash FROM artifacts)
              UNION ALL SELECT s.id || '', 'step run ' || s.id || ' succeeded without outputs' FROM step_runs s
-                 WHERE s.status = 'succeeded' AND NOT EXISTS (SELECT 1 FROM step_outputs o WHERE o.step_run_id = s.id)",
+                 WHERE (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL)) AND NOT EXISTS (SELECT 1 FROM step_outputs o WHERE o.step_run_id = s.id)",
         )
         .fetch_all(self.pool())
         .await?)
@@ -60,12 +60,12 @@ impl ReadDb {
                 UNION
                 SELECT beside.artifact_hash FROM releases r
                 JOIN step_inputs i ON i.artifact_hash = r.artifact_hash
-                JOIN step_runs s ON s.id = i.step_run_id AND s.run_id = r.run_id AND s.status = 'succeeded'
+                JOIN step_runs s ON s.id = i.step_run_id AND s.run_id = r.run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
                 JOIN step_inputs beside ON beside.step_run_id = s.id
                 UNION
                 SELECT i.artifact_hash FROM up
                 JOIN step_outputs o ON o.artifact_hash = up.hash
-                JOIN step_runs s ON s.id = o.step_run_id AND s.status = 'succeeded'
+                JOIN step_runs s ON s.id = o.step_run_id AND (s.status = 'succeeded' OR (s.status = 'cached' AND s.cached_from IS NULL))
                 JOIN step_inputs i ON i.step_run_id = s.id
             )
             SELECT hash FROM up",

@@ -124,7 +124,15 @@ pub enum Backend {
 #[derive(Clone, Debug)]
 pub struct ReadDb {
     backend: Backend,
+    /// The step run columns this database has: an older database opened for
+    /// reading (never migrated by a reader) lacks the newest ones, which read as NULL.
+    step_run_columns: &'static str,
 }
+
+/// Every column of `step_runs` a [`StepRunRow`] reads, prefixed `s.`.
+const STEP_RUN_COLUMNS: &str = "s.id, s.run_id, s.step, s.kind, s.step_key, s.status, s.reason, s.cached_from, s.started_at, s.finished_at, s.error, s.stderr_tail, s.log_hash, s.remote_source";
+/// The same for a database from before the remote cache (migration 20261206000000).
+const STEP_RUN_COLUMNS_BEFORE_REMOTE: &str = "s.id, s.run_id, s.step, s.kind, s.step_key, s.status, s.reason, s.cached_from, s.started_at, s.finished_at, s.error, s.stderr_tail, s.log_hash, NULL AS remote_source";
 
 /// A handle that may also write. Derefs to [`ReadDb`] for the reads.
 #[derive(Clone, Debug)]
@@ -160,22 +168,41 @@ impl ReadDb {
         // schema, or with only its first migrations. Nothing was recorded in it (a
         // run's row is written after the migrations), so it reads as an empty history:
         // an in-memory database with the schema, so the file is still never written.
-        let unused = never_used(&pool)
+        let state = schema_state(&pool)
             .await
             .map_err(|source| LineageError::Open {
                 path: path.to_owned(),
                 source,
             })?;
-        if unused {
+        if state == Schema::NeverUsed {
             pool.close().await;
             return ReadDb::empty().await.map_err(|source| LineageError::Open {
                 path: path.to_owned(),
                 source,
             });
         }
+        let has_remote_source: bool = sqlx::query_scalar(
+            "SELECT COUNT(*) > 0 FROM pragma_table_info('step_runs') WHERE name = 'remote_source'",
+        )
+        .fetch_one(&pool)
+        .await
+        .map_err(|source| LineageError::Open {
+            path: path.to_owned(),
+            source,
+        })?;
         Ok(ReadDb {
             backend: Backend::Sqlite(pool),
+            step_run_columns: if has_remote_source {
+                STEP_RUN_COLUMNS
+            } else {
+                STEP_RUN_COLUMNS_BEFORE_REMOTE
+            },
         })
+    }
+
+    /// The columns to select for a [`StepRunRow`] from `step_runs s`.
+    pub(crate) fn step_run_columns(&self) -> &'static str {
+        self.step_run_columns
     }
 
     /// An empty history with the current schema, in memory.
@@ -192,6 +219,7 @@ impl ReadDb {
         MIGRATOR.run(&pool).await.map_err(sqlx::Error::from)?;
         Ok(ReadDb {
             backend: Backend::Sqlite(pool),
+            step_run_columns: STEP_RUN_COLUMNS,
         })
     }
 
@@ -211,11 +239,20 @@ impl ReadDb {
     }
 }
 
-/// Whether the database at `pool` holds no history and is not fully migrated: no
-/// `runs` table, or fewer migrations applied than this build knows and no run row.
-/// An older database that holds runs is read as it is (its queries still work). A
-/// damaged file is an error, never an empty history.
-async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
+/// What a database's schema is to this build.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Schema {
+    Current,
+    /// No history and not fully migrated: no `runs` table, or fewer migrations
+    /// applied than this build knows and no run row.
+    NeverUsed,
+    /// History written before this build's last migrations: read as it is, the
+    /// columns it lacks reading as NULL (see `ReadDb::step_run_columns`).
+    Behind,
+}
+
+/// The database's [`Schema`]. A damaged file is an error, never an empty history.
+async fn schema_state(pool: &SqlitePool) -> Result<Schema, sqlx::Error> {
     let has_table = |name: &'static str| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -226,7 +263,7 @@ async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
         .map(|n| n > 0)
     };
     if !has_table("runs").await? {
-        return Ok(true);
+        return Ok(Schema::NeverUsed);
     }
     let applied: i64 = if has_table("_sqlx_migrations").await? {
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
@@ -237,12 +274,16 @@ async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
     };
     let known = MIGRATOR.iter().count() as i64;
     if applied >= known {
-        return Ok(false);
+        return Ok(Schema::Current);
     }
     let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
         .fetch_one(pool)
         .await?;
-    Ok(runs == 0)
+    Ok(if runs == 0 {
+        Schema::NeverUsed
+    } else {
+        Schema::Behind
+    })
 }
 
 impl Db {
@@ -288,6 +329,7 @@ impl Db {
         Ok(Db {
             read: ReadDb {
                 backend: Backend::Sqlite(pool),
+                step_run_columns: STEP_RUN_COLUMNS,
             },
         })
     }

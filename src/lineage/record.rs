@@ -269,7 +269,15 @@ impl Db {
 
     /// Commit a successful step run: artifacts, outputs, params, metrics, facets and
     /// the status flip, in one transaction. Only after this is the step cached.
-    pub async fn finish_success(&self, step_run_id: i64, s: &Success) -> Result<()> {
+    /// Record a step run's outputs, params, metrics and facets, and mark it done:
+    /// `succeeded` when it computed them, `cached` when `remote_source` says which
+    /// remote cache they came from.
+    pub async fn finish_success(
+        &self,
+        step_run_id: i64,
+        s: &Success,
+        remote_source: Option<&str>,
+    ) -> Result<()> {
         let mut tx = self.pool().begin_with(BEGIN).await?;
         for o in &s.outputs {
             insert_artifact(&mut tx, &o.artifact).await?;
@@ -322,12 +330,17 @@ impl Db {
         }
         crate::failpoint::hit("commit-in-transaction");
         sqlx::query(
-            "UPDATE step_runs SET status = ?, finished_at = ?, stderr_tail = ?, log_hash = ? WHERE id = ?",
+            "UPDATE step_runs SET status = ?, finished_at = ?, stderr_tail = ?, log_hash = ?, remote_source = ? WHERE id = ?",
         )
-        .bind(Status::Succeeded)
+        .bind(if remote_source.is_some() {
+            Status::Cached
+        } else {
+            Status::Succeeded
+        })
         .bind(time::now())
         .bind(&s.stderr_tail)
         .bind(&s.log_hash)
+        .bind(remote_source)
         .bind(step_run_id)
         .execute(&mut *tx)
         .await?;
@@ -403,6 +416,46 @@ impl Db {
     /// Record a release: `artifact_hash` published as `name`@`version` by run
     /// `run_id`. A release that exists already is left as it is. `created_at` is
     /// RFC 3339, like every other time in the database.
+    /// Add a facet to a step run after it finished (a remote's verdict on it,
+    /// such as a non-deterministic result).
+    pub async fn add_facet(&self, step_run_id: i64, name: &str, json: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO facets (step_run_id, artifact_hash, name, json) VALUES (?, NULL, ?, ?)",
+        )
+        .bind(step_run_id)
+        .bind(name)
+        .bind(json)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Remember that `remote` holds the objects `hashes`.
+    pub async fn remember_remote_objects(&self, remote: &str, hashes: &[String]) -> Result<()> {
+        if hashes.is_empty() {
+            return Ok(());
+        }
+        sqlx::query(
+            "INSERT OR IGNORE INTO remote_objects (remote, hash) SELECT ?1, value FROM json_each(?2)",
+        )
+        .bind(remote)
+        .bind(super::hashes_json(hashes))
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Forget objects of `remote` (after `remote gc` deleted them, or when a
+    /// read found one missing).
+    pub async fn forget_remote_objects(&self, remote: &str, hashes: &[String]) -> Result<()> {
+        sqlx::query("DELETE FROM remote_objects WHERE remote = ?1 AND hash IN (SELECT value FROM json_each(?2))")
+            .bind(remote)
+            .bind(super::hashes_json(hashes))
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     pub async fn record_release(
         &self,
         name: &str,

@@ -8,6 +8,11 @@ use sqlx::FromRow;
 use super::Status;
 use crate::store::{Fingerprint, Stored};
 
+/// The facet a step run gets when a remote cache already held other outputs for
+/// its key: the step is not deterministic (JSON: `remote`, `ours`, `theirs`,
+/// `theirs_producer`).
+pub const NONDETERMINISTIC_FACET: &str = "pedigree.nondeterministic";
+
 /// What a new run records about itself.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -162,6 +167,9 @@ pub struct StepRunRow {
     pub error: Option<String>,
     pub stderr_tail: Option<String>,
     pub log_hash: Option<String>,
+    /// For a result fetched from a remote cache: where from (JSON, see
+    /// `remote::cache`).
+    pub remote_source: Option<String>,
 }
 
 /// A cached file hash (see `engine::hashing`).

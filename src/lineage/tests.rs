@@ -91,7 +91,7 @@ async fn step(
         outputs: outputs.iter().map(|(s, a)| output(s, a)).collect(),
         ..Success::default()
     };
-    db.finish_success(id, &s).await.expect("finish");
+    db.finish_success(id, &s, None).await.expect("finish");
     id
 }
 
@@ -182,7 +182,7 @@ async fn a_step_run_is_found_by_its_key_only_once_it_succeeded() {
         stderr_tail: Some("done\n".into()),
         log_hash: Some(h("1f")),
     };
-    db.finish_success(id, &s).await.unwrap();
+    db.finish_success(id, &s, None).await.unwrap();
 
     let hit = db.lookup(&h("k1")).await.unwrap().expect("a hit");
     assert_eq!(hit.step_run_id, id);

@@ -31,24 +31,7 @@ pub async fn collect(
     let cutoff = SystemTime::now() - grace;
     let since = time::format_time(cutoff);
     let mut keep: BTreeSet<String> = db.recently_referenced(&since).await?.into_iter().collect();
-    // Lock files pin what they name: beside every workflow a run has read, and
-    // anywhere under `workflows/` (a fresh clone has lock files and no runs yet).
-    let recorded: Vec<PathBuf> = db
-        .workflow_paths()
-        .await?
-        .into_iter()
-        .map(|p| ws.root.join(p))
-        .collect();
-    for path in lock_files(&ws.root, &recorded) {
-        if let Ok(text) = std::fs::read_to_string(&path)
-            && let Ok(lock) = serde_yaml::from_str::<LockFile>(&text)
-        {
-            keep.extend(lock.inputs.into_values());
-            for s in lock.steps.into_values() {
-                keep.extend(s.outputs.into_values());
-            }
-        }
-    }
+    keep.extend(lock_pins(ws).await?.hashes);
     // Releases pin their whole ancestry: `pedigree recommend` and the model card
     // trace back through it to the input rows. The database has every release a
     // run published, whatever its `registry:`; the default folder's files are read
@@ -92,6 +75,41 @@ pub async fn collect(
         removed,
         bytes,
     })
+}
+
+/// What the workspace's lock files pin.
+#[derive(Debug, Default)]
+pub struct Pins {
+    /// Step keys.
+    pub keys: BTreeSet<String>,
+    /// Input and output object hashes.
+    pub hashes: BTreeSet<String>,
+}
+
+/// The step keys and objects the lock files name: beside every workflow a run has
+/// read, and anywhere under `workflows/` (a fresh clone has lock files and no runs
+/// yet).
+pub async fn lock_pins(ws: &Workspace) -> Result<Pins, MaintenanceError> {
+    let recorded: Vec<PathBuf> = ws
+        .db
+        .workflow_paths()
+        .await?
+        .into_iter()
+        .map(|p| ws.root.join(p))
+        .collect();
+    let mut pins = Pins::default();
+    for path in lock_files(&ws.root, &recorded) {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && let Ok(lock) = serde_yaml::from_str::<LockFile>(&text)
+        {
+            pins.hashes.extend(lock.inputs.into_values());
+            for s in lock.steps.into_values() {
+                pins.keys.insert(s.key);
+                pins.hashes.extend(s.outputs.into_values());
+            }
+        }
+    }
+    Ok(pins)
 }
 
 /// Remove scratch folders and temp files older than the grace period (left by

@@ -11,6 +11,7 @@
 //! (`gc_keeps_what_runs_and_lock_files_need`).
 
 pub mod gc;
+pub mod remote_gc;
 pub mod verify;
 
 /// A failure of gc or verify: the database, the store, or the workspace lock.

@@ -37,6 +37,12 @@ pub enum StoreError {
     Version { path: PathBuf, found: String },
     #[error("object {0} is not a valid tree manifest")]
     BadTree(String),
+    #[error("the bytes received for object {expected} hash to {found} ({size} bytes)")]
+    Mismatch {
+        expected: String,
+        found: String,
+        size: u64,
+    },
 }
 
 fn io_err<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
@@ -80,12 +86,96 @@ pub struct Tree {
     pub entries: Vec<TreeEntry>,
 }
 
+impl Tree {
+    /// Parse the manifest bytes of the tree object `hash`: the format, safe
+    /// relative paths, and member names that are object hashes.
+    pub fn parse(hash: &str, bytes: &[u8]) -> Result<Tree, StoreError> {
+        let tree: Tree =
+            serde_json::from_slice(bytes).map_err(|_| StoreError::BadTree(hash.to_owned()))?;
+        if tree.format != TREE_FORMAT
+            || tree
+                .entries
+                .iter()
+                .any(|e| !is_safe_relative(&e.path) || !is_object_hash(&e.hash))
+        {
+            return Err(StoreError::BadTree(hash.to_owned()));
+        }
+        Ok(tree)
+    }
+}
+
+/// Is `s` an object name: 64 lower-case hex digits (a blake3 hash)?
+pub fn is_object_hash(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct TreeEntry {
     pub path: String,
     pub hash: String,
     pub size: u64,
     pub exec: bool,
+}
+
+/// An object being received: see [`Store::incoming`]. Dropped without a commit, its
+/// temp file is removed.
+pub struct Incoming {
+    store: Store,
+    path: PathBuf,
+    file: Option<File>,
+    hasher: blake3::Hasher,
+    size: u64,
+}
+
+impl Incoming {
+    pub fn write(&mut self, buf: &[u8]) -> Result<(), StoreError> {
+        self.hasher.update(buf);
+        self.size += buf.len() as u64;
+        match self.file.as_mut() {
+            Some(f) => f.write_all(buf).map_err(io_err("write", &self.path)),
+            None => Ok(()),
+        }
+    }
+
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Make the bytes the object `expected` if they hash to it; otherwise remove
+    /// them and say what they hashed to.
+    pub fn commit(mut self, expected: &str) -> Result<Stored, StoreError> {
+        let found = self.hasher.finalize().to_hex().to_string();
+        if found != expected {
+            return Err(StoreError::Mismatch {
+                expected: expected.to_owned(),
+                found,
+                size: self.size,
+            });
+        }
+        let Some(file) = self.file.take() else {
+            return Err(StoreError::BadTree(expected.to_owned()));
+        };
+        if let Err(e) = self.store.commit_temp(file, &self.path, expected) {
+            let _ = fs::remove_file(&self.path);
+            return Err(e);
+        }
+        Ok(Stored {
+            hash: found,
+            size: self.size,
+            content_size: self.size,
+            is_tree: false,
+        })
+    }
+}
+
+impl Drop for Incoming {
+    fn drop(&mut self) {
+        if self.file.take().is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// The store under a workspace's `.pedigree/`.
@@ -302,12 +392,21 @@ impl Store {
     pub fn read_tree(&self, hash: &str) -> Result<Tree, StoreError> {
         let p = self.object_path(hash);
         let bytes = fs::read(&p).map_err(io_err("read", &p))?;
-        let tree: Tree =
-            serde_json::from_slice(&bytes).map_err(|_| StoreError::BadTree(hash.to_owned()))?;
-        if tree.format != TREE_FORMAT || tree.entries.iter().any(|e| !is_safe_relative(&e.path)) {
-            return Err(StoreError::BadTree(hash.to_owned()));
-        }
-        Ok(tree)
+        Tree::parse(hash, &bytes)
+    }
+
+    /// A writer for an object whose hash is known before its bytes arrive (a
+    /// download): the bytes go to a temp file in `.pedigree/tmp/` and become the
+    /// object only if they hash to what was expected ([`Incoming::commit`]).
+    pub fn incoming(&self) -> Result<Incoming, StoreError> {
+        let (path, file) = self.temp_file()?;
+        Ok(Incoming {
+            store: self.clone(),
+            path,
+            file: Some(file),
+            hasher: blake3::Hasher::new(),
+            size: 0,
+        })
     }
 
     /// Cheap check: the object exists as a read-only regular file of `size` bytes
@@ -539,6 +638,46 @@ fn unique() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn incoming_bytes_become_an_object_only_when_they_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join(".pedigree")).unwrap();
+        let want = blake3::hash(b"remote bytes").to_hex().to_string();
+        let tmp_count = || fs::read_dir(store.tmp_dir()).unwrap().count();
+
+        let mut bad = store.incoming().unwrap();
+        bad.write(b"remote bytez").unwrap();
+        assert!(matches!(
+            bad.commit(&want),
+            Err(StoreError::Mismatch { .. })
+        ));
+        assert!(!store.object_path(&want).exists());
+        assert_eq!(tmp_count(), 0, "a rejected download leaves nothing");
+
+        let dropped = store.incoming().unwrap();
+        drop(dropped);
+        assert_eq!(tmp_count(), 0);
+
+        let mut good = store.incoming().unwrap();
+        good.write(b"remote ").unwrap();
+        good.write(b"bytes").unwrap();
+        let s = good.commit(&want).unwrap();
+        assert_eq!((s.hash.as_str(), s.size), (want.as_str(), 12));
+        assert!(matches!(store.verify(&want), Check::Ok(_)));
+        assert_eq!(tmp_count(), 0);
+    }
+
+    #[test]
+    fn a_tree_manifest_names_only_object_hashes() {
+        let good = format!(
+            "{{\"format\":\"{TREE_FORMAT}\",\"entries\":[{{\"path\":\"a\",\"hash\":\"{}\",\"size\":1,\"exec\":false}}]}}",
+            "ab".repeat(32)
+        );
+        assert!(Tree::parse("x", good.as_bytes()).is_ok());
+        let traversal = good.replace(&"ab".repeat(32), "../../etc/passwd");
+        assert!(Tree::parse("x", traversal.as_bytes()).is_err());
+    }
 
     #[test]
     fn put_is_content_addressed_and_read_only() {

@@ -797,6 +797,7 @@ mod tests {
                 error: None,
                 stderr_tail: None,
                 log_hash: None,
+                remote_source: None,
             },
             depth: 0,
             input_sources: Default::default(),

@@ -14,7 +14,9 @@ const RULES: &[(&str, &[&str])] = &[
     ("util", &[]),
     ("failpoint", &[]),
     ("alloc", &[]),
+    ("keys", &[]),
     ("diag", &["util"]),
+    ("config", &["diag", "keys", "util"]),
     ("spec", &["diag", "util"]),
     ("store", &["util", "failpoint"]),
     ("lineage", &["store", "util", "failpoint"]),
@@ -54,8 +56,22 @@ const RULES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "remote",
+        &[
+            "engine",
+            "store",
+            "lineage",
+            "workspace",
+            "config",
+            "keys",
+            "util",
+        ],
+    ),
+    (
         "maintenance",
         &[
+            "remote",
+            "keys",
             "engine",
             "store",
             "lineage",
@@ -85,6 +101,9 @@ const RULES: &[(&str, &[&str])] = &[
             "engine",
             "maintenance",
             "tui",
+            "config",
+            "keys",
+            "remote",
         ],
     ),
 ];

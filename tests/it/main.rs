@@ -25,6 +25,8 @@ mod gnn;
 mod layers;
 /// The human output of every command, through filtered snapshots.
 mod output;
+/// The remote cache on moto (S3) and a folder: sharing, damage, trust, gc, secrets.
+mod remote;
 /// Running workflows: caching, keys, reasons, status, lock files, lineage, gc.
 mod run;
 /// Secrets, the sandbox, process trees, signals and scheduling.

@@ -1043,9 +1043,9 @@ fn read_commands_never_migrate_or_write_the_database() {
         let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db_path);
         let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
         for sql in [
-            "DELETE FROM _sqlx_migrations WHERE version = 20261128120000",
-            "DROP INDEX run_inputs_artifact_run",
-            "CREATE INDEX run_inputs_artifact ON run_inputs (artifact_hash)",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261206000000",
+            "ALTER TABLE step_runs DROP COLUMN remote_source",
+            "DROP TABLE remote_objects",
             "PRAGMA wal_checkpoint(TRUNCATE)",
         ] {
             sqlx::query(sql).execute(&pool).await.unwrap();
@@ -1053,7 +1053,7 @@ fn read_commands_never_migrate_or_write_the_database() {
         pool.close().await;
     });
     assert_eq!(
-        newest, 20261128120000,
+        newest, 20261206000000,
         "the newest migration changed: update this test"
     );
     let before = applied();

@@ -188,6 +188,20 @@ fn step_lines(s: &StepDetail, theme: Theme, width: u16) -> Vec<Line<'static>> {
         ));
     }
     for (k, v) in &s.facets {
+        if k == crate::lineage::NONDETERMINISTIC_FACET {
+            out.push(kv(
+                "warning",
+                format!(
+                    "not deterministic: remote {} holds other outputs for this key",
+                    serde_json::from_str::<serde_json::Value>(v)
+                        .ok()
+                        .and_then(|j| j["remote"].as_str().map(str::to_owned))
+                        .unwrap_or_else(|| "?".into())
+                ),
+                theme,
+            ));
+            continue;
+        }
         out.push(kv("facet", format!("{k}: {}", json_text(v)), theme));
     }
     if let Some(e) = &s.row.error {

@@ -1,0 +1,236 @@
+//! Opening the remote named by a URL: the scheme picks the object_store builder,
+//! the environment and the providers' usual files give the credentials (never
+//! `pedigree.toml`), and every request has a bounded timeout and few retries, so
+//! a remote that is down costs a few seconds once, not a hang.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::azure::{AzureConfigKey, MicrosoftAzureBuilder};
+use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
+use object_store::local::LocalFileSystem;
+use object_store::{BackoffConfig, RetryConfig};
+
+use super::store::{RemoteError, RemoteStore};
+use crate::config::{check_url_has_no_credentials, credentials_help, is_secret_name};
+
+/// The default time one small request may take.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Open the store at `url` with the non-secret `options` of `pedigree.toml`.
+pub fn open(
+    url: &str,
+    options: &BTreeMap<String, String>,
+    timeout: Option<Duration>,
+) -> Result<RemoteStore, RemoteError> {
+    check_url_has_no_credentials(url).map_err(RemoteError::Config)?;
+    if let Some(name) = options.keys().find(|k| is_secret_name(k)) {
+        return Err(RemoteError::Config(format!(
+            "remote option `{name}` is a credential; {}",
+            credentials_help(url)
+        )));
+    }
+    let timeout = timeout.unwrap_or(DEFAULT_TIMEOUT);
+    install_crypto();
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        RemoteError::Config(format!(
+            "`{url}` is not a remote URL: use s3://BUCKET/PREFIX, gs://BUCKET/PREFIX, az://CONTAINER/PREFIX or file:///FOLDER"
+        ))
+    })?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let prefix = prefix.split(['?', '#']).next().unwrap_or("");
+    let retry = RetryConfig {
+        backoff: BackoffConfig {
+            init_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(2),
+            base: 2.0,
+        },
+        max_retries: 2,
+        retry_timeout: timeout,
+    };
+    let client_timeout = format!("{}s", timeout.as_secs().max(1));
+    let inner: Arc<dyn ObjectStore> = match scheme {
+        "file" => {
+            let dir = PathBuf::from(format!("/{}", rest.trim_start_matches('/')));
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                RemoteError::Config(format!("cannot use `{}` as the remote: {e}", dir.display()))
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
+                RemoteError::Config(format!("cannot use `{}` as the remote: {e}", dir.display()))
+            })?;
+            return Ok(RemoteStore::new(Arc::new(fs), url, "", timeout));
+        }
+        "s3" | "s3a" => {
+            let mut b = AmazonS3Builder::from_env()
+                .with_url(format!("s3://{bucket}"))
+                .with_retry(retry);
+            if std::env::var_os("AWS_ACCESS_KEY_ID").is_none()
+                && let Some(p) = aws_profile()
+            {
+                b = b
+                    .with_access_key_id(p.access_key_id)
+                    .with_secret_access_key(p.secret_access_key);
+                if let Some(t) = p.session_token {
+                    b = b.with_token(t);
+                }
+                if std::env::var_os("AWS_REGION").is_none()
+                    && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+                    && let Some(r) = p.region
+                {
+                    b = b.with_region(r);
+                }
+            }
+            for (k, v) in [
+                ("timeout", &client_timeout),
+                ("connect_timeout", &"3s".to_owned()),
+            ] {
+                b = b.with_config(parse_key::<AmazonS3ConfigKey>(k)?, v.clone());
+            }
+            for (k, v) in options {
+                b = b.with_config(parse_key::<AmazonS3ConfigKey>(k)?, v.clone());
+            }
+            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+        }
+        "gs" => {
+            let mut b = GoogleCloudStorageBuilder::from_env()
+                .with_url(format!("gs://{bucket}"))
+                .with_retry(retry);
+            for (k, v) in [
+                ("timeout", &client_timeout),
+                ("connect_timeout", &"3s".to_owned()),
+            ] {
+                b = b.with_config(parse_key::<GoogleConfigKey>(k)?, v.clone());
+            }
+            for (k, v) in options {
+                b = b.with_config(parse_key::<GoogleConfigKey>(k)?, v.clone());
+            }
+            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+        }
+        "az" | "azure" => {
+            let mut b = MicrosoftAzureBuilder::from_env()
+                .with_url(format!("az://{bucket}"))
+                .with_retry(retry);
+            for (k, v) in [
+                ("timeout", &client_timeout),
+                ("connect_timeout", &"3s".to_owned()),
+            ] {
+                b = b.with_config(parse_key::<AzureConfigKey>(k)?, v.clone());
+            }
+            for (k, v) in options {
+                b = b.with_config(parse_key::<AzureConfigKey>(k)?, v.clone());
+            }
+            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+        }
+        other => {
+            return Err(RemoteError::Config(format!(
+                "remote `{url}`: unknown scheme `{other}`; use s3://, gs://, az:// or file://"
+            )));
+        }
+    };
+    Ok(RemoteStore::new(inner, url, prefix, timeout))
+}
+
+fn parse_key<K: std::str::FromStr>(k: &str) -> Result<K, RemoteError> {
+    k.parse::<K>().map_err(|_| {
+        RemoteError::Config(format!("unknown remote option `{k}` in `[remote] options`"))
+    })
+}
+
+fn config_error(url: &str, e: object_store::Error) -> RemoteError {
+    RemoteError::Config(format!(
+        "cannot open remote `{url}`: {}",
+        super::store::one_line(&e.to_string())
+    ))
+}
+
+/// rustls needs one process-wide crypto provider: ring's (see Cargo.toml).
+fn install_crypto() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Credentials of an AWS profile from the shared files.
+struct Profile {
+    access_key_id: String,
+    secret_access_key: String,
+    session_token: Option<String>,
+    region: Option<String>,
+}
+
+/// The profile `AWS_PROFILE` (default `default`) from `~/.aws/credentials`
+/// (`AWS_SHARED_CREDENTIALS_FILE`) and its region from `~/.aws/config`
+/// (`AWS_CONFIG_FILE`), as the AWS CLI reads them. Only static keys: a profile
+/// with `credential_process` or SSO is not read (set `AWS_*` instead).
+fn aws_profile() -> Option<Profile> {
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let name = std::env::var("AWS_PROFILE").unwrap_or_else(|_| "default".into());
+    let creds = std::env::var_os("AWS_SHARED_CREDENTIALS_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/credentials"));
+    let config = std::env::var_os("AWS_CONFIG_FILE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home.join(".aws/config"));
+    let section = ini_section(&std::fs::read_to_string(creds).ok()?, &name);
+    let region = std::fs::read_to_string(config).ok().and_then(|t| {
+        let header = if name == "default" {
+            "default".to_owned()
+        } else {
+            format!("profile {name}")
+        };
+        ini_section(&t, &header).remove("region")
+    });
+    let mut section = section;
+    Some(Profile {
+        access_key_id: section.remove("aws_access_key_id")?,
+        secret_access_key: section.remove("aws_secret_access_key")?,
+        session_token: section.remove("aws_session_token"),
+        region,
+    })
+}
+
+/// The `key = value` pairs of `[name]` in an INI text.
+fn ini_section(text: &str, name: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with('#') || line.starts_with(';') || line.is_empty() {
+            continue;
+        }
+        if let Some(h) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = h.trim() == name;
+            continue;
+        }
+        if inside && let Some((k, v)) = line.split_once('=') {
+            out.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ini_sections_are_read_by_name() {
+        let t = "[default]\naws_access_key_id = A\n[other]\naws_access_key_id=B\n# c\naws_secret_access_key = S\n";
+        assert_eq!(ini_section(t, "other")["aws_access_key_id"], "B");
+        assert_eq!(ini_section(t, "other")["aws_secret_access_key"], "S");
+        assert_eq!(ini_section(t, "default").len(), 1);
+    }
+
+    #[test]
+    fn bad_urls_say_what_is_accepted() {
+        let e = open("ftp://x/y", &BTreeMap::new(), None).unwrap_err();
+        assert!(e.to_string().contains("unknown scheme `ftp`"), "{e}");
+        let e = open("bucket", &BTreeMap::new(), None).unwrap_err();
+        assert!(e.to_string().contains("s3://BUCKET"), "{e}");
+        let e = open("s3://k:s@b/p", &BTreeMap::new(), None).unwrap_err();
+        assert!(e.to_string().contains("credentials"), "{e}");
+        assert!(!e.to_string().contains("k:s"), "{e}");
+    }
+}

@@ -96,12 +96,11 @@ pub async fn key(cmd: KeyCommand, g: &Global) -> Result<Exit, CliError> {
                     )
                 })?;
             let path = std::path::absolute(&path).unwrap_or(path);
-            let root = workspace::find_root(g.workspace.as_deref())?;
-            if path.starts_with(&root) {
+            if let Some(repo) = enclosing_repository(&path) {
                 return Err(CliError::invalid(format!(
-                    "error: `{}` is inside the workspace `{}`; a private key must never be committed\n  = help: pass `--out` a path outside it (the default is ~/.config/pedigree/signing-key)",
+                    "error: `{}` is inside `{}` (a workspace or git repository); a private key must never be committed\n  = help: pass `--out` a path outside it (the default is ~/.config/pedigree/signing-key)",
                     path.display(),
-                    root.display()
+                    repo.display()
                 )));
             }
             if path.exists() {
@@ -163,6 +162,17 @@ pub async fn key(cmd: KeyCommand, g: &Global) -> Result<Exit, CliError> {
     }
 }
 
+/// The nearest folder above `path` that is a workspace (`.pedigree/` or
+/// `pedigree.toml`) or a git work tree: where a key file would risk a commit.
+fn enclosing_repository(path: &Path) -> Option<PathBuf> {
+    path.ancestors().skip(1).find_map(|dir| {
+        [workspace::DIR, crate::config::FILE, ".git"]
+            .iter()
+            .any(|m| dir.join(m).exists())
+            .then(|| dir.to_owned())
+    })
+}
+
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -212,7 +222,9 @@ pub async fn push(args: PushArgs, g: &Global) -> Result<Exit, CliError> {
         println!("{note}");
     }
     if n == 0 {
-        println!("run {run} computed nothing to publish (every step was cached or failed)");
+        println!(
+            "run {run} has no result to publish (every step failed, was skipped, or came from the remote)"
+        );
     }
     Ok(if done.warnings.is_empty() {
         Exit::Ok
@@ -230,7 +242,15 @@ async fn offers_of(ws: &Workspace, run: i64) -> Result<Vec<Offer>, CliError> {
         .ok_or_else(|| CliError::invalid(format!("error: there is no run {run}")))?;
     let mut out = Vec::new();
     for s in db.step_runs(run).await? {
-        if s.status != Status::Succeeded {
+        // What the run used: a step it computed, or a local cache hit (published
+        // from the step run that computed it). A result fetched from a remote is
+        // already there; a kind whose effect is the workspace's own is never shared.
+        let source = match (s.status, s.cached_from) {
+            (Status::Succeeded, _) => s.id,
+            (Status::Cached, Some(from)) => from,
+            _ => continue,
+        };
+        if crate::steps::builtin::lookup(&s.kind).is_some_and(|k| k.workspace_effect) {
             continue;
         }
         let Some(key) = s.step_key.clone() else {
@@ -242,16 +262,16 @@ async fn offers_of(ws: &Workspace, run: i64) -> Result<Vec<Offer>, CliError> {
         let Ok(manifest) = serde_json::from_str(&manifest) else {
             continue;
         };
-        let outputs = db.outputs_of(s.id).await?;
+        let outputs = db.outputs_of(source).await?;
         let params = db
-            .params_of_many(&[s.id])
+            .params_of_many(&[source])
             .await?
             .into_iter()
             .map(|p| (p.key, p.value_json))
             .collect();
-        let metrics: Vec<Metric> = db.metrics_of(s.id).await?;
+        let metrics: Vec<Metric> = db.metrics_of(source).await?;
         let facets = db
-            .facets_of(s.id)
+            .facets_of(source)
             .await?
             .into_iter()
             .filter(|f| f.name != remote::cache::NONDETERMINISTIC_FACET)
@@ -259,7 +279,7 @@ async fn offers_of(ws: &Workspace, run: i64) -> Result<Vec<Offer>, CliError> {
             .collect();
         out.push(Offer {
             run_id: run,
-            step_run_id: s.id,
+            step_run_id: source,
             workflow: detail.workflow.clone(),
             step: s.step.clone(),
             key,

@@ -135,7 +135,8 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
         .map(|(k, a)| (k.clone(), a.hash.clone()))
         .collect();
     // No usable local result: a result cache beyond the store may have one.
-    let fetched = if forced {
+    let shareable = step.spec.shareable;
+    let fetched = if forced || !shareable {
         None
     } else {
         match ctx.cache.fetch(&ctx.ws, &key, &manifest).await {
@@ -187,7 +188,7 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
         {
             Ok(()) => {
                 crate::failpoint::hit("step-committed");
-                if status == StepStatus::Succeeded {
+                if status == StepStatus::Succeeded && shareable {
                     ctx.cache.publish(
                         &ctx.ws,
                         Offer {

@@ -82,7 +82,7 @@ impl RemoteCache {
 
     /// A warning for `e`, or nothing when the store is down and that was said.
     fn warning(&self, what: &str, e: RemoteError) -> Option<String> {
-        if matches!(e, RemoteError::Down { .. }) {
+        if matches!(e, RemoteError::Down { .. } | RemoteError::Denied { .. }) {
             if self
                 .said_down
                 .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -138,6 +138,15 @@ impl RemoteCache {
                     return Ok(Some(fetched(&self.remote.url, verified)));
                 }
                 Err(e) => {
+                    // The remote may have lost what this workspace remembers it
+                    // holds: forget, so publishing uploads it again.
+                    let hashes: Vec<String> = verified
+                        .body
+                        .outputs
+                        .iter()
+                        .map(|o| o.hash.clone())
+                        .collect();
+                    let _ = ws.db.forget_remote_objects(&self.remote.url, &hashes).await;
                     problems.extend(self.warning(
                         &format!(
                             "remote `{}`: the result of step key {} by `{name}` is unusable",

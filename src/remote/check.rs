@@ -115,11 +115,15 @@ pub async fn run(remote: &RemoteStore, local: &Store) -> Vec<Probe> {
     let p = remote.probe_path(&format!("{tag}-multipart"));
     cleanup.push(p.clone());
     let multipart = async {
-        let mut up = remote.inner().put_multipart(&p).await?;
+        let store = remote.store().map_err(|e| object_store::Error::Generic {
+            store: "pedigree",
+            source: Box::new(e),
+        })?;
+        let mut up = store.put_multipart(&p).await?;
         up.put_part(PutPayload::from(vec![7u8; 1024])).await?;
-        let before = remote.inner().head(&p).await;
+        let before = store.head(&p).await;
         up.complete().await?;
-        let after = remote.inner().head(&p).await;
+        let after = store.head(&p).await;
         Ok::<_, object_store::Error>((before.is_err(), after.map(|m| m.size).ok()))
     };
     out.push(

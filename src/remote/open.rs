@@ -15,7 +15,7 @@ use object_store::gcp::{GoogleCloudStorageBuilder, GoogleConfigKey};
 use object_store::local::LocalFileSystem;
 use object_store::{BackoffConfig, RetryConfig};
 
-use super::store::{RemoteError, RemoteStore};
+use super::store::{Build, RemoteError, RemoteStore};
 use crate::config::{check_url_has_no_credentials, credentials_help, is_secret_name};
 
 /// The default time one small request may take.
@@ -53,7 +53,7 @@ pub fn open(
         retry_timeout: timeout,
     };
     let client_timeout = format!("{}s", timeout.as_secs().max(1));
-    let inner: Arc<dyn ObjectStore> = match scheme {
+    let build: Build = match scheme {
         "file" => {
             let dir = PathBuf::from(format!("/{}", rest.trim_start_matches('/')));
             std::fs::create_dir_all(&dir).map_err(|e| {
@@ -62,7 +62,9 @@ pub fn open(
             let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| {
                 RemoteError::Config(format!("cannot use `{}` as the remote: {e}", dir.display()))
             })?;
-            return Ok(RemoteStore::new(Arc::new(fs), url, "", timeout));
+            let fs: Arc<dyn ObjectStore> = Arc::new(fs);
+            let build: Build = Arc::new(move || Ok(fs.clone()));
+            return Ok(RemoteStore::new(build, url, "", timeout).with_local_root(dir));
         }
         "s3" | "s3a" => {
             let mut b = AmazonS3Builder::from_env()
@@ -93,7 +95,7 @@ pub fn open(
             for (k, v) in options {
                 b = b.with_config(parse_key::<AmazonS3ConfigKey>(k)?, v.clone());
             }
-            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+            lazily(url, move || b.clone().build())
         }
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env()
@@ -108,7 +110,7 @@ pub fn open(
             for (k, v) in options {
                 b = b.with_config(parse_key::<GoogleConfigKey>(k)?, v.clone());
             }
-            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+            lazily(url, move || b.clone().build())
         }
         "az" | "azure" => {
             let mut b = MicrosoftAzureBuilder::from_env()
@@ -123,7 +125,7 @@ pub fn open(
             for (k, v) in options {
                 b = b.with_config(parse_key::<AzureConfigKey>(k)?, v.clone());
             }
-            Arc::new(b.build().map_err(|e| config_error(url, e))?)
+            lazily(url, move || b.clone().build())
         }
         other => {
             return Err(RemoteError::Config(format!(
@@ -131,7 +133,20 @@ pub fn open(
             )));
         }
     };
-    Ok(RemoteStore::new(inner, url, prefix, timeout))
+    Ok(RemoteStore::new(build, url, prefix, timeout))
+}
+
+/// A [`Build`] from a builder's `build`, its error worded for people.
+fn lazily<S: ObjectStore>(
+    url: &str,
+    build: impl Fn() -> object_store::Result<S> + Send + Sync + 'static,
+) -> Build {
+    let url = url.to_owned();
+    Arc::new(move || {
+        build()
+            .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
+            .map_err(|e| config_error(&url, e).to_string())
+    })
 }
 
 fn parse_key<K: std::str::FromStr>(k: &str) -> Result<K, RemoteError> {

@@ -10,7 +10,7 @@
 //!   occupy the key that trusted writers will fill.
 
 use std::sync::Arc;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -28,10 +28,19 @@ const PART: usize = 16 * 1024 * 1024;
 /// without end).
 pub const ENTRY_MAX: usize = 16 * 1024 * 1024;
 
+/// Builds the object store of a remote (see [`RemoteStore::store`]).
+pub type Build = Arc<dyn Fn() -> Result<Arc<dyn ObjectStore>, String> + Send + Sync>;
+
 /// A remote store opened from its URL.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RemoteStore {
-    inner: Arc<dyn ObjectStore>,
+    /// Built at the first request: a command that never asks the remote (a no-op
+    /// rerun) does not pay for its HTTP client and TLS roots.
+    inner: Arc<OnceLock<Result<Arc<dyn ObjectStore>, String>>>,
+    build: Build,
+    /// For a `file://` remote, its folder: downloads read it directly, in large
+    /// blocks (object_store's local stream reads 8 KiB at a time).
+    local_root: Option<std::path::PathBuf>,
     /// The URL as configured (no credentials: they are refused before this).
     pub url: String,
     prefix: Vec<String>,
@@ -42,6 +51,14 @@ pub struct RemoteStore {
     down: Arc<Mutex<Option<String>>>,
 }
 
+impl std::fmt::Debug for RemoteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RemoteStore")
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
 /// Why a remote operation did not happen.
 #[derive(Debug, thiserror::Error)]
 pub enum RemoteError {
@@ -49,6 +66,12 @@ pub enum RemoteError {
     Config(String),
     #[error("remote `{url}` is unreachable: {message}")]
     Down { url: String, message: String },
+    #[error("remote `{url}` refused the credentials ({message}); {help}")]
+    Denied {
+        url: String,
+        message: String,
+        help: &'static str,
+    },
     #[error("remote `{url}`: {message}")]
     Refused { url: String, message: String },
     #[error("{0}")]
@@ -78,9 +101,11 @@ fn is_transport(e: &object_store::Error) -> bool {
 }
 
 impl RemoteStore {
-    pub fn new(inner: Arc<dyn ObjectStore>, url: &str, prefix: &str, timeout: Duration) -> Self {
+    pub fn new(build: Build, url: &str, prefix: &str, timeout: Duration) -> Self {
         RemoteStore {
-            inner,
+            inner: Arc::new(OnceLock::new()),
+            build,
+            local_root: None,
             url: url.to_owned(),
             prefix: prefix
                 .split('/')
@@ -92,8 +117,17 @@ impl RemoteStore {
         }
     }
 
-    pub fn inner(&self) -> &Arc<dyn ObjectStore> {
-        &self.inner
+    pub fn with_local_root(mut self, dir: std::path::PathBuf) -> Self {
+        self.local_root = Some(dir);
+        self
+    }
+
+    /// The object store, built on first use.
+    pub fn store(&self) -> Result<Arc<dyn ObjectStore>, RemoteError> {
+        self.inner
+            .get_or_init(|| (self.build)())
+            .clone()
+            .map_err(RemoteError::Config)
     }
 
     fn path(&self, parts: &[&str]) -> ObjPath {
@@ -137,6 +171,25 @@ impl RemoteStore {
 
     fn fail(&self, e: object_store::Error) -> RemoteError {
         let message = one_line(&e.to_string());
+        if matches!(
+            e,
+            object_store::Error::PermissionDenied { .. }
+                | object_store::Error::Unauthenticated { .. }
+        ) {
+            // The same credentials fail every request: stop asking, as for a
+            // store that is down.
+            let denied = RemoteError::Denied {
+                url: self.url.clone(),
+                message: "permission denied".into(),
+                help: crate::config::credentials_help(&self.url),
+            };
+            if let Ok(mut d) = self.down.lock()
+                && d.is_none()
+            {
+                *d = Some("it refused the credentials".into());
+            }
+            return denied;
+        }
         if is_transport(&e) {
             if let Ok(mut d) = self.down.lock()
                 && d.is_none()
@@ -198,9 +251,10 @@ impl RemoteStore {
         path: &ObjPath,
         max: usize,
     ) -> Result<Option<Bytes>, RemoteError> {
+        let store = self.store()?;
         let got = self
             .bounded(self.timeout, async {
-                let r = self.inner.get(path).await?;
+                let r = store.get(path).await?;
                 if r.meta.size > max as u64 {
                     return Err(object_store::Error::Generic {
                         store: "pedigree",
@@ -235,6 +289,7 @@ impl RemoteStore {
 
     /// Create `path` with `bytes` unless something is there already.
     pub async fn create(&self, path: &ObjPath, bytes: Bytes) -> Result<Created, RemoteError> {
+        let store = self.store()?;
         let opts = PutOptions {
             mode: PutMode::Create,
             ..Default::default()
@@ -242,7 +297,7 @@ impl RemoteStore {
         let r = self
             .bounded(
                 self.timeout + transfer_time(bytes.len() as u64),
-                self.inner.put_opts(path, PutPayload::from(bytes), opts),
+                store.put_opts(path, PutPayload::from(bytes), opts),
             )
             .await?;
         match r {
@@ -255,7 +310,8 @@ impl RemoteStore {
 
     /// The size of the object at `path`, if there is one.
     pub async fn size_of(&self, path: &ObjPath) -> Result<Option<u64>, RemoteError> {
-        match self.bounded(self.timeout, self.inner.head(path)).await? {
+        let store = self.store()?;
+        match self.bounded(self.timeout, store.head(path)).await? {
             Ok(m) => Ok(Some(m.size)),
             Err(object_store::Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(self.fail(e)),
@@ -263,7 +319,8 @@ impl RemoteStore {
     }
 
     pub async fn delete(&self, path: &ObjPath) -> Result<(), RemoteError> {
-        match self.bounded(self.timeout, self.inner.delete(path)).await? {
+        let store = self.store()?;
+        match self.bounded(self.timeout, store.delete(path)).await? {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.fail(e)),
         }
@@ -279,6 +336,7 @@ impl RemoteStore {
         hash: &str,
         size: u64,
     ) -> Result<Created, RemoteError> {
+        let os = self.store()?;
         let path = self.blob_path(hash);
         let local = store.object_path(hash);
         if size <= SINGLE_PUT_MAX {
@@ -297,7 +355,7 @@ impl RemoteStore {
         let limit = self.timeout + transfer_time(size);
         let r = self
             .bounded(limit, async {
-                let upload = self.inner.put_multipart(&path).await?;
+                let upload = os.put_multipart(&path).await?;
                 let mut w = WriteMultipart::new_with_chunk_size(upload, PART);
                 let mut file = tokio::fs::File::open(&local).await.map_err(|e| {
                     object_store::Error::Generic {
@@ -339,12 +397,17 @@ impl RemoteStore {
         hash: &str,
         size: Option<u64>,
     ) -> Result<Stored, RemoteError> {
+        let os = self.store()?;
         let path = self.blob_path(hash);
         let limit = self.timeout + transfer_time(size.unwrap_or(SINGLE_PUT_MAX));
         let mut incoming: Incoming = store.incoming()?;
+        if let Some(root) = &self.local_root {
+            self.read_local(&root.join(path.as_ref()), hash, &mut incoming)?;
+            return self.finish_download(incoming, hash, size);
+        }
         let r = self
             .bounded(limit, async {
-                let r = self.inner.get(&path).await?;
+                let r = os.get(&path).await?;
                 let mut stream = r.into_stream();
                 while let Some(chunk) = stream.next().await {
                     let chunk = chunk?;
@@ -368,6 +431,16 @@ impl RemoteStore {
             }
             Err(e) => return Err(self.fail(e)),
         }
+        self.finish_download(incoming, hash, size)
+    }
+
+    /// Check a received blob's size and hash and make it a local object.
+    fn finish_download(
+        &self,
+        incoming: Incoming,
+        hash: &str,
+        size: Option<u64>,
+    ) -> Result<Stored, RemoteError> {
         if let Some(size) = size
             && incoming.size() != size
         {
@@ -393,14 +466,55 @@ impl RemoteStore {
         })
     }
 
+    /// A `file://` remote's blob, read in 1 MiB blocks.
+    fn read_local(
+        &self,
+        file: &std::path::Path,
+        hash: &str,
+        incoming: &mut Incoming,
+    ) -> Result<(), RemoteError> {
+        use std::io::Read;
+        let mut f = match std::fs::File::open(file) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(RemoteError::Refused {
+                    url: self.url.clone(),
+                    message: format!("blob {} is missing", short(hash)),
+                });
+            }
+            Err(e) => {
+                return Err(RemoteError::Down {
+                    url: self.url.clone(),
+                    message: format!("cannot read `{}`: {e}", file.display()),
+                });
+            }
+        };
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(RemoteError::Down {
+                        url: self.url.clone(),
+                        message: format!("cannot read `{}`: {e}", file.display()),
+                    });
+                }
+            };
+            incoming.write(&buf[..n])?;
+        }
+    }
+
     /// Every object under `prefix` (for `remote gc`; never on the run path).
     pub async fn list(
         &self,
         prefix: &ObjPath,
     ) -> Result<Vec<object_store::ObjectMeta>, RemoteError> {
+        let store = self.store()?;
         self.check_up()?;
         let mut out = Vec::new();
-        let mut stream = self.inner.list(Some(prefix));
+        let mut stream = store.list(Some(prefix));
         while let Some(m) = stream.next().await {
             out.push(m.map_err(|e| self.fail(e))?);
         }

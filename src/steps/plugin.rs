@@ -130,6 +130,10 @@ pub struct StepSpec {
     /// Extra absolute folders a sandboxed step may read (`read:` in `plugin.yaml`).
     pub read: Vec<PathBuf>,
     pub timeout: Duration,
+    /// Whether a result of this kind may be taken from, and offered to, a remote
+    /// cache: false for a kind whose effect is the running workspace's own
+    /// (`publish` writes its registry and records the release in its lineage).
+    pub shareable: bool,
 }
 
 /// Where a step kind comes from, which is also what identifies it in step keys.
@@ -426,6 +430,7 @@ impl StepSpec {
             sandbox: raw.sandbox,
             read,
             timeout,
+            shareable: true,
         })
     }
 

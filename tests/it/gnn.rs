@@ -7,7 +7,7 @@ use serde_json::Value as Json;
 
 /// 30 users in three taste groups over 24 items in three categories: each user
 /// mostly picks items of its group's category. Deterministic (a small LCG).
-fn events_csv() -> String {
+pub(crate) fn events_csv() -> String {
     let mut s = String::from("user_id,item_id,event,ts\n");
     let mut x: u64 = 7;
     let mut next = |m: u64| {
@@ -33,7 +33,7 @@ fn events_csv() -> String {
     s
 }
 
-fn items_csv() -> String {
+pub(crate) fn items_csv() -> String {
     let mut s = String::from("item_id,category\n");
     for i in 0..24 {
         s.push_str(&format!("i{i:02},{}\n", ["a", "b", "c"][i % 3]));
@@ -41,7 +41,7 @@ fn items_csv() -> String {
     s
 }
 
-const WORKFLOW: &str = r#"
+pub(crate) const WORKFLOW: &str = r#"
 name: gnn
 inputs:
   events: data/events.csv

@@ -20,6 +20,32 @@ struct Moto {
 
 impl Moto {
     fn start() -> Option<Moto> {
+        let m = Moto::spawn(None)?;
+        m.py("s3.create_bucket(Bucket='team-cache')");
+        Some(m)
+    }
+
+    /// A server that checks signatures (moto's IAM mode): the bucket and one user
+    /// with full access are made by the first four requests, which moto lets
+    /// through unchecked; every later request must be signed by that user's key.
+    /// Returns the server and the key (id, secret).
+    fn start_authenticated() -> Option<(Moto, String, String)> {
+        let m = Moto::spawn(Some(4))?;
+        let out = m.py(
+            "import json\n\
+             iam = boto3.client('iam', endpoint_url=s3.meta.endpoint_url, aws_access_key_id='x', aws_secret_access_key='x', region_name='us-east-1')\n\
+             iam.create_user(UserName='ci')\n\
+             k = iam.create_access_key(UserName='ci')['AccessKey']\n\
+             iam.put_user_policy(UserName='ci', PolicyName='all', PolicyDocument=json.dumps({'Version': '2012-10-17', 'Statement': [{'Effect': 'Allow', 'Action': '*', 'Resource': '*'}]}))\n\
+             s3.create_bucket(Bucket='team-cache')\n\
+             print(k['AccessKeyId'], k['SecretAccessKey'])",
+        );
+        let mut parts = out.split_whitespace().map(str::to_owned);
+        let (id, secret) = (parts.next()?, parts.next()?);
+        Some((m, id, secret))
+    }
+
+    fn spawn(free_requests: Option<u32>) -> Option<Moto> {
         let found = Command::new("moto_server")
             .arg("--help")
             .stdout(Stdio::null())
@@ -34,19 +60,20 @@ impl Moto {
             return None;
         }
         let port = free_port();
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut cmd = Command::new("moto_server");
+        cmd.args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start moto_server");
+            .stderr(Stdio::null());
+        if let Some(n) = free_requests {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = cmd.spawn().expect("start moto_server");
         let m = Moto { child, port };
         let deadline = Instant::now() + Duration::from_secs(30);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
             assert!(Instant::now() < deadline, "moto_server did not start");
             std::thread::sleep(Duration::from_millis(100));
         }
-        m.py("s3.create_bucket(Bucket='team-cache')");
         Some(m)
     }
 
@@ -426,6 +453,11 @@ fn shares_results(remote: Remote) {
     let text = stdout(&out);
     assert!(text.contains("from remote"), "{text}");
     assert!(text.contains("signed by `ci`"), "{text}");
+    // So does the dashboard, on the run's screen.
+    let out = t.run(&t.b, &["tui", "--once", "--run", "latest"]);
+    let screen = stdout(&out);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(screen.contains("from remote"), "{screen}");
     // A rerun in B is all local cache hits: no request is needed.
     let (code, again, _) = t.read_run(&t.b, "workflows/chain.yaml", &[]);
     assert_eq!(code, 0);
@@ -674,6 +706,59 @@ fn a_stopped_server_is_a_warning_and_a_local_run() {
 }
 
 #[test]
+fn a_wrong_credential_is_a_warning_and_a_local_run() {
+    let Some((moto, id, secret)) = Moto::start_authenticated() else {
+        return;
+    };
+    let t = Team::new(Remote::S3(moto));
+    let out = t
+        .cmd(&t.a, &["run", "workflows/chain.yaml", "--json", "--push"])
+        .env("PEDIGREE_SIGNING_KEY_FILE", &t.key_file)
+        .env("AWS_ACCESS_KEY_ID", &id)
+        .env("AWS_SECRET_ACCESS_KEY", &secret)
+        .output()
+        .unwrap();
+    let (code, ja, err) = parse(out);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("published 3 results"), "{err}");
+    // B has the key id but a wrong secret: the server refuses every request.
+    let wrong = "wrong-secret-do-not-print";
+    let out = t
+        .cmd(&t.b, &["run", "workflows/chain.yaml", "--json"])
+        .env("AWS_ACCESS_KEY_ID", &id)
+        .env("AWS_SECRET_ACCESS_KEY", wrong)
+        .output()
+        .unwrap();
+    let (code, jb, err) = parse(out);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("refused the credentials"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| l.starts_with("warning:")).count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains(wrong) && !err.contains(&secret), "{err}");
+    assert_eq!(t.b.marks().len(), 3);
+    assert_eq!(outputs(&ja), outputs(&jb));
+    verify_clean(&t, &t.b);
+    // With the right secret, a third clone takes everything from the remote.
+    let c = portable();
+    c.write("pedigree.toml", &t.a.read("pedigree.toml"));
+    let (code, jc, err) = parse(
+        t.cmd(&c, &["run", "workflows/chain.yaml", "--json"])
+            .env("AWS_ACCESS_KEY_ID", &id)
+            .env("AWS_SECRET_ACCESS_KEY", &secret)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(code, 0, "{err}");
+    for s in ["up", "cnt", "both"] {
+        assert!(from_remote(&jc, s), "{jc}");
+    }
+}
+
+#[test]
 fn two_workspaces_pushing_one_key_at_once_agree() {
     let t = Team::new(Remote::s3().unwrap_or_else(Remote::folder));
     let spawn = |ws: &Ws| {
@@ -897,4 +982,64 @@ fn pull_fetches_what_a_workflow_needs_without_running_it() {
     let (code, jb, err) = t.read_run(&t.b, "workflows/chain.yaml", &[]);
     assert_eq!(code, 0, "{err}");
     assert!(from_remote(&jb, "both"), "{jb}");
+}
+
+#[test]
+fn a_model_from_the_remote_explains_its_recommendations_down_to_raw_rows() {
+    let t = Team::new(Remote::s3().unwrap_or_else(Remote::folder));
+    for ws in [&t.a, &t.b] {
+        ws.write("workflows/data/events.csv", &crate::gnn::events_csv());
+        ws.write("workflows/data/items.csv", &crate::gnn::items_csv());
+        ws.write("workflows/gnn.yaml", crate::gnn::WORKFLOW);
+    }
+    let (code, ja, err) = t.push_run(&t.a, "workflows/gnn.yaml", &[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, jb, err) = t.read_run(&t.b, "workflows/gnn.yaml", &[]);
+    assert_eq!(code, 0, "{err}");
+    for s in ["graph", "train", "evaluate"] {
+        assert!(from_remote(&jb, s), "{s}: {jb}");
+    }
+    // A release is the workspace's own registry and lineage: `publish` runs in B,
+    // and writes the same bytes.
+    assert_eq!(step_of(&jb, "publish")["status"], "succeeded", "{jb}");
+    assert_eq!(outputs(&ja), outputs(&jb));
+    let args = [
+        "recommend",
+        "--release",
+        "tiny",
+        "--user",
+        "u04",
+        "-k",
+        "3",
+        "--json",
+    ];
+    let (ra, rb) = (t.run(&t.a, &args), t.run(&t.b, &args));
+    assert!(rb.status.success(), "{}", stderr(&rb));
+    let (ja, jb): (Json, Json) = (
+        serde_json::from_slice(&ra.stdout).unwrap(),
+        serde_json::from_slice(&rb.stdout).unwrap(),
+    );
+    // Down to the rows of the raw event log, through the fetched steps' lineage.
+    let rows = jb["recommendations"][0]["because"][0]["rows"].to_string();
+    assert!(rows.contains("events.csv"), "{rows}");
+    assert_eq!(ja["recommendations"], jb["recommendations"]);
+    verify_clean(&t, &t.b);
+}
+
+#[test]
+fn a_private_key_is_never_written_inside_a_workspace() {
+    let t = Team::new(Remote::folder());
+    let inside = t.a.path().join("keys/ci.key");
+    let out = t.run(&t.a, &["key", "new", "--out", inside.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("must never be committed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!inside.exists());
+    // The key file Team made is private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&t.key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
 }

@@ -179,6 +179,10 @@ pub trait Builtin {
     const VERSION: u32;
     const DESCRIPTION: &'static str;
     const TIMEOUT: Duration = Duration::from_secs(3600);
+    /// The kind's effect goes beyond its outputs into the running workspace (its
+    /// registry, its lineage), so a result of another workspace is no substitute
+    /// for running it: never fetched from a remote cache nor offered to one.
+    const WORKSPACE_EFFECT: bool = false;
     /// (slot, optional)
     const INPUTS: &'static [(&'static str, bool)];
     const OUTPUTS: &'static [Output];
@@ -218,6 +222,8 @@ pub struct Kind {
     /// Runs in the child process.
     pub run: fn(&Request) -> Result<Response, StepError>,
     pub timeout: Duration,
+    /// See [`Builtin::WORKSPACE_EFFECT`].
+    pub workspace_effect: bool,
 }
 
 /// The table entry of a built-in kind: everything derived from its [`Builtin`] impl.
@@ -232,6 +238,7 @@ pub const fn kind<B: Builtin>() -> Kind {
         validate: validate::<B>,
         run: run::<B>,
         timeout: B::TIMEOUT,
+        workspace_effect: B::WORKSPACE_EFFECT,
     }
 }
 
@@ -397,6 +404,7 @@ impl Kind {
             sandbox: false,
             read: Vec::new(),
             timeout: self.timeout,
+            shareable: !self.workspace_effect,
         })
     }
 }

@@ -42,6 +42,8 @@ impl Builtin for Publish {
     //    same model and report give the same release bytes.
     const VERSION: u32 = 3;
     const DESCRIPTION: &'static str = "Copy a model that passes its gates into registry/NAME/VERSION with a model card and its lineage";
+    // The release is this workspace's registry folder and lineage row.
+    const WORKSPACE_EFFECT: bool = true;
     const TIMEOUT: Duration = Duration::from_secs(600);
     const INPUTS: &'static [(&'static str, bool)] = &[("model", false), ("report", false)];
     const OUTPUTS: &'static [Output] = &[Output {

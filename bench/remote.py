@@ -299,6 +299,7 @@ def main():
     ap.add_argument("--dvc")
     ap.add_argument("--no-dvc", action="store_true")
     ap.add_argument("--skip-big", action="store_true")
+    ap.add_argument("--only", choices=["flagship", "big"], help="run one part (no dvc)")
     ap.add_argument("--workdir")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -308,10 +309,14 @@ def main():
         b = Bench(args, Path(tmp))
         try:
             print(f"pedigree {args.pedigree}; moto on {b.moto.endpoint}; {args.reps} reps")
+            if args.only == "big":
+                b.big()
+                return
             flag = b.flagship()
+            if args.only == "flagship":
+                return
             if not args.skip_big:
                 b.big()
-            if not args.skip_big:
                 b.dvc(flag)
         finally:
             b.moto.stop()

@@ -77,6 +77,10 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
             "reason": s.reason,
             "last_step_run": last.as_ref().map(|(r, _)| r.id),
             "last_key": last.as_ref().and_then(|(r, _)| r.step_key.clone()),
+            "last_remote_source": last
+                .as_ref()
+                .and_then(|(r, _)| r.remote_source.as_deref())
+                .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok()),
             "changes": s.changes,
         }));
         return Ok(Exit::Ok);
@@ -121,6 +125,12 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
             }
             if serde_json::from_str::<KeyManifest>(old_json).is_err() {
                 println!("(the last run used another key schema)");
+            }
+            if row.remote_source.is_some() {
+                println!(
+                    "Its result there was not computed here: {}.",
+                    row.reason.trim_start_matches("cached: ")
+                );
             }
         }
     }

@@ -22,8 +22,10 @@ use crate::store::{Incoming, Store, StoreError, Stored};
 
 /// Blobs up to this size are one conditional PUT; larger ones a multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
+/// Parts of one multipart upload in flight at once.
+const UPLOAD_PARTS: usize = 10;
 /// The part size of multipart uploads.
-const PART: usize = 16 * 1024 * 1024;
+const PART: usize = 8 * 1024 * 1024;
 /// An entry larger than this is not an entry (a lying server cannot make us read
 /// without end).
 pub const ENTRY_MAX: usize = 16 * 1024 * 1024;
@@ -376,7 +378,7 @@ impl RemoteStore {
                     if n == 0 {
                         break;
                     }
-                    w.wait_for_capacity(4).await?;
+                    w.wait_for_capacity(UPLOAD_PARTS).await?;
                     w.write(&buf[..n]);
                 }
                 w.finish().await

@@ -453,6 +453,10 @@ fn shares_results(remote: Remote) {
     let text = stdout(&out);
     assert!(text.contains("from remote"), "{text}");
     assert!(text.contains("signed by `ci`"), "{text}");
+    let out = t.run(&t.b, &["why", "workflows/chain.yaml", "cnt"]);
+    let text = stdout(&out);
+    assert!(text.contains("not computed here: from remote"), "{text}");
+    assert!(text.contains("signed by `ci`"), "{text}");
     // So does the dashboard, on the run's screen.
     let out = t.run(&t.b, &["tui", "--once", "--run", "latest"]);
     let screen = stdout(&out);

@@ -123,14 +123,14 @@ impl RemoteCache {
                     continue;
                 }
             };
+            let hashes: Vec<String> = verified
+                .body
+                .outputs
+                .iter()
+                .map(|o| o.hash.clone())
+                .collect();
             match self.download(ws, &verified.body).await {
                 Ok(()) => {
-                    let hashes: Vec<String> = verified
-                        .body
-                        .outputs
-                        .iter()
-                        .map(|o| o.hash.clone())
-                        .collect();
                     let _ = ws
                         .db
                         .remember_remote_objects(&self.remote.url, &hashes)
@@ -140,12 +140,6 @@ impl RemoteCache {
                 Err(e) => {
                     // The remote may have lost what this workspace remembers it
                     // holds: forget, so publishing uploads it again.
-                    let hashes: Vec<String> = verified
-                        .body
-                        .outputs
-                        .iter()
-                        .map(|o| o.hash.clone())
-                        .collect();
                     let _ = ws.db.forget_remote_objects(&self.remote.url, &hashes).await;
                     problems.extend(self.warning(
                         &format!(

@@ -52,7 +52,17 @@ pub fn open(
         max_retries: 2,
         retry_timeout: timeout,
     };
-    let client_timeout = format!("{}s", timeout.as_secs().max(1));
+    // Bounded requests first, then the workspace's own options (which may change them).
+    let settings: Vec<(String, String)> = [
+        (
+            "timeout".to_owned(),
+            format!("{}s", timeout.as_secs().max(1)),
+        ),
+        ("connect_timeout".to_owned(), "3s".to_owned()),
+    ]
+    .into_iter()
+    .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())))
+    .collect();
     let build: Build = match scheme {
         "file" => {
             let dir = PathBuf::from(format!("/{}", rest.trim_start_matches('/')));
@@ -86,45 +96,23 @@ pub fn open(
                     b = b.with_region(r);
                 }
             }
-            for (k, v) in [
-                ("timeout", &client_timeout),
-                ("connect_timeout", &"3s".to_owned()),
-            ] {
-                b = b.with_config(parse_key::<AmazonS3ConfigKey>(k)?, v.clone());
-            }
-            for (k, v) in options {
-                b = b.with_config(parse_key::<AmazonS3ConfigKey>(k)?, v.clone());
-            }
+            b = configure(b, &settings, |b, k: AmazonS3ConfigKey, v| {
+                b.with_config(k, v)
+            })?;
             lazily(url, move || b.clone().build())
         }
         "gs" => {
             let mut b = GoogleCloudStorageBuilder::from_env()
                 .with_url(format!("gs://{bucket}"))
                 .with_retry(retry);
-            for (k, v) in [
-                ("timeout", &client_timeout),
-                ("connect_timeout", &"3s".to_owned()),
-            ] {
-                b = b.with_config(parse_key::<GoogleConfigKey>(k)?, v.clone());
-            }
-            for (k, v) in options {
-                b = b.with_config(parse_key::<GoogleConfigKey>(k)?, v.clone());
-            }
+            b = configure(b, &settings, |b, k: GoogleConfigKey, v| b.with_config(k, v))?;
             lazily(url, move || b.clone().build())
         }
         "az" | "azure" => {
             let mut b = MicrosoftAzureBuilder::from_env()
                 .with_url(format!("az://{bucket}"))
                 .with_retry(retry);
-            for (k, v) in [
-                ("timeout", &client_timeout),
-                ("connect_timeout", &"3s".to_owned()),
-            ] {
-                b = b.with_config(parse_key::<AzureConfigKey>(k)?, v.clone());
-            }
-            for (k, v) in options {
-                b = b.with_config(parse_key::<AzureConfigKey>(k)?, v.clone());
-            }
+            b = configure(b, &settings, |b, k: AzureConfigKey, v| b.with_config(k, v))?;
             lazily(url, move || b.clone().build())
         }
         other => {
@@ -147,6 +135,19 @@ fn lazily<S: ObjectStore>(
             .map(|s| Arc::new(s) as Arc<dyn ObjectStore>)
             .map_err(|e| config_error(&url, e).to_string())
     })
+}
+
+/// Apply `settings` to a builder through its `with_config`, each name parsed as
+/// that builder's config key.
+fn configure<B, K: std::str::FromStr>(
+    mut b: B,
+    settings: &[(String, String)],
+    set: impl Fn(B, K, String) -> B,
+) -> Result<B, RemoteError> {
+    for (k, v) in settings {
+        b = set(b, parse_key::<K>(k)?, v.clone());
+    }
+    Ok(b)
 }
 
 fn parse_key<K: std::str::FromStr>(k: &str) -> Result<K, RemoteError> {

@@ -835,6 +835,10 @@ fn a_second_writer_with_other_outputs_records_the_step_as_nondeterministic() {
         "{}",
         stdout(&out)
     );
+    // The dashboard's run screen, with `cnt` (the second step) selected.
+    let out = t.run(&t.b, &["tui", "--once", "--run", "latest", "--keys", "j"]);
+    let screen = stdout(&out);
+    assert!(screen.contains("not deterministic"), "{screen}");
 }
 
 #[test]

@@ -431,7 +431,13 @@ pub struct PullArgs {
 pub async fn pull(args: PullArgs, g: &Global) -> Result<Exit, CliError> {
     let (ws, resolved) = super::run::load(g, &args.workflow, &args.set, true).await?;
     let cache = open_cache(&ws.root, &args.remote)?.ok_or_else(no_remote)?;
-    let states = crate::engine::status::status(&ws, &resolved, false, Some(cache.as_ref())).await?;
+    let states = crate::engine::status::status(
+        &ws,
+        &resolved,
+        false,
+        crate::engine::status::Remote::Pull(cache.as_ref()),
+    )
+    .await?;
     let count = |s: &str| states.iter().filter(|x| x.state == s).count();
     if args.json {
         print_json(&serde_json::json!({ "workflow": resolved.wf.name, "steps": states }));

@@ -71,7 +71,8 @@ pub(super) async fn load(
 pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     let (ws, resolved) = load(g, &args.workflow, &args.set, true).await?;
     if args.dry_run {
-        return dry_run(&ws, &resolved, args.json).await;
+        let cache = super::remote::open_cache(&ws.root, &args.remote)?;
+        return dry_run(&ws, &resolved, args.json, cache.as_deref()).await;
     }
     let opts = RunOptions {
         jobs: args.jobs.unwrap_or_else(|| {
@@ -235,8 +236,13 @@ async fn dry_run(
     ws: &Workspace,
     resolved: &resolve::Resolved,
     json: bool,
+    remote: Option<&crate::remote::RemoteCache>,
 ) -> Result<Exit, CliError> {
-    let states = status::status(ws, resolved, false, None).await?;
+    let ask = match remote {
+        Some(c) => status::Remote::Peek(c),
+        None => status::Remote::Local,
+    };
+    let states = status::status(ws, resolved, false, ask).await?;
     if json {
         print_json(&serde_json::json!({ "dry_run": true, "steps": states }));
         return Ok(Exit::Ok);
@@ -253,7 +259,11 @@ async fn dry_run(
             .as_deref()
             .map(short)
             .unwrap_or_else(|| "?".repeat(12));
-        let verb = if s.state == "fresh" { "cached" } else { "run" };
+        let verb = match s.state {
+            "fresh" => "cached",
+            "remote" => "fetch",
+            _ => "run",
+        };
         println!("  {verb:<6} {:<20} {key}  {}", s.name, s.reason);
     }
     Ok(Exit::Ok)

@@ -16,6 +16,8 @@ pub struct StatusArgs {
     pub set: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -29,11 +31,22 @@ pub struct WhyArgs {
     pub set: Vec<String>,
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
+}
+
+/// Ask the remote, when there is one, whether it has what the local cache lacks.
+fn ask(cache: Option<&crate::remote::RemoteCache>) -> status::Remote<'_> {
+    match cache {
+        Some(c) => status::Remote::Peek(c),
+        None => status::Remote::Local,
+    }
 }
 
 pub async fn status(args: StatusArgs, g: &Global) -> Result<Exit, CliError> {
     let (ws, resolved) = load(g, &args.workflow, &args.set, true).await?;
-    let states = status::status(&ws, &resolved, false, None).await?;
+    let cache = super::remote::open_cache(&ws.root, &args.remote)?;
+    let states = status::status(&ws, &resolved, false, ask(cache.as_deref())).await?;
     if args.json {
         print_json(&serde_json::json!({ "workflow": resolved.wf.name, "steps": states }));
         return Ok(Exit::Ok);
@@ -63,7 +76,8 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
             )
         )));
     }
-    let states = status::status(&ws, &resolved, true, None).await?;
+    let cache = super::remote::open_cache(&ws.root, &args.remote)?;
+    let states = status::status(&ws, &resolved, true, ask(cache.as_deref())).await?;
     let s = states
         .into_iter()
         .find(|s| s.name == args.step)
@@ -86,6 +100,10 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
         return Ok(Exit::Ok);
     }
     match (&last, &s.manifest) {
+        (None, _) if s.state == "remote" => println!(
+            "`{}` has never run here in workflow `{}`: a run takes it {}.",
+            s.name, resolved.wf.name, s.reason
+        ),
         (None, _) => println!(
             "`{}` has never run in workflow `{}`: it will run.",
             s.name, resolved.wf.name
@@ -111,10 +129,10 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
             if s.changes.is_empty() {
                 println!(
                     "No ingredient changed{}",
-                    if s.state == "fresh" {
-                        ": it is cached."
-                    } else {
-                        ", but the cached result is gone: it will run."
+                    match s.state {
+                        "fresh" => ": it is cached.".to_owned(),
+                        "remote" => format!(": a run takes it {}.", s.reason),
+                        _ => ", but the cached result is gone: it will run.".to_owned(),
                     }
                 );
             } else {

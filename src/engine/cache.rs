@@ -267,6 +267,14 @@ pub trait ResultCache: Send + Sync + fmt::Debug {
         manifest: &'a KeyManifest,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>>;
 
+    /// Would `fetch` find a result for `key`? The entry is read and checked, but
+    /// no object is downloaded (`status`).
+    fn peek<'a>(
+        &'a self,
+        ws: &'a Workspace,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>>;
+
     /// Offer a result a step just computed (its objects are in the store and its
     /// run is recorded).
     fn publish(&self, ws: &Workspace, offer: Offer);
@@ -324,6 +332,14 @@ impl ResultCache for LocalOnly {
         _ws: &'a Workspace,
         _key: &'a str,
         _manifest: &'a KeyManifest,
+    ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
+        Box::pin(async { Ok(None) })
+    }
+
+    fn peek<'a>(
+        &'a self,
+        _ws: &'a Workspace,
+        _key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
         Box::pin(async { Ok(None) })
     }

@@ -20,10 +20,23 @@ use super::resolve::Resolved;
 use super::run::RunError;
 use crate::workspace::Workspace;
 
+/// What `status` asks beyond the local cache.
+#[derive(Clone, Copy)]
+pub enum Remote<'a> {
+    /// Nothing: the local cache alone.
+    Local,
+    /// Whether the remote has a result (`status`): state `remote`, nothing downloaded.
+    Peek(&'a dyn ResultCache),
+    /// Fetch it (`pull`): state `pulled`, the objects land in the store, nothing is
+    /// recorded.
+    Pull(&'a dyn ResultCache),
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StepState {
     pub name: String,
-    /// `fresh` (cached result usable) or `stale` (would run).
+    /// `fresh` (cached result usable), `remote` (the remote has it: a run fetches
+    /// it), `pulled` (just fetched) or `stale` (would run).
     pub state: &'static str,
     /// Known when every input is known (no upstream step is stale).
     pub key: Option<String>,
@@ -36,14 +49,13 @@ pub struct StepState {
 
 /// The state of every step, in DAG order.
 /// `with_changes` also diffs fresh steps against their last run (for `why`).
-/// With `pull`, a step the local cache lacks is fetched from that result cache
-/// (its objects land in the store; nothing is recorded) and is `pulled`, so the
-/// steps below it get keys too: that is `pedigree pull`.
+/// `remote` says what to ask a result cache beyond the store about a step the
+/// local cache lacks, so the steps below it get keys too.
 pub async fn status(
     ws: &Workspace,
     resolved: &Resolved,
     with_changes: bool,
-    pull: Option<&dyn ResultCache>,
+    remote: Remote<'_>,
 ) -> Result<Vec<StepState>, RunError> {
     let db = &ws.db;
     let mut stat = hashing::StatCache::load(db).await?;
@@ -86,13 +98,21 @@ pub async fn status(
         );
         let key = manifest.key();
         let cached = cache::lookup(ws, &key, CheckMode::Inspect).await?;
-        if let (Some(remote), false) = (pull, matches!(cached, CacheStatus::Hit(_))) {
-            match remote.fetch(ws, &key, &manifest).await {
+        let asked = match (remote, &cached) {
+            (_, CacheStatus::Hit(_)) | (Remote::Local, _) => None,
+            (Remote::Peek(c), _) if step.spec.shareable => Some(("remote", c.peek(ws, &key).await)),
+            (Remote::Pull(c), _) if step.spec.shareable => {
+                Some(("pulled", c.fetch(ws, &key, &manifest).await))
+            }
+            _ => None,
+        };
+        if let Some((state, answer)) = asked {
+            match answer {
                 Ok(Some(f)) => {
                     board.outputs[i] = Some(fetched_artifacts(&f));
                     out.push(StepState {
                         name: step.name.clone(),
-                        state: "pulled",
+                        state,
                         key: Some(key),
                         reason: format!("from {}", f.source),
                         changes: Vec::new(),

@@ -80,6 +80,13 @@ impl RemoteCache {
         self.signer.is_some()
     }
 
+    fn error(&self, problems: Vec<String>) -> ResultCacheError {
+        ResultCacheError {
+            cache: self.remote.url.clone(),
+            message: problems.join("; "),
+        }
+    }
+
     /// A warning for `e`, or nothing when the store is down and that was said.
     fn warning(&self, what: &str, e: RemoteError) -> Option<String> {
         if matches!(e, RemoteError::Down { .. } | RemoteError::Denied { .. }) {
@@ -97,7 +104,14 @@ impl RemoteCache {
     }
 
     /// Fetch `key`: the verified entry and its objects, or why not.
-    async fn fetch_key(&self, ws: &Workspace, key: &str) -> Result<Option<Fetched>, Vec<String>> {
+    /// With `download` false, only the entry is read and checked (`peek`): the
+    /// objects stay on the remote.
+    async fn fetch_key(
+        &self,
+        ws: &Workspace,
+        key: &str,
+        download: bool,
+    ) -> Result<Option<Fetched>, Vec<String>> {
         if self.trust.is_empty() || self.remote.is_down().is_some() {
             return Ok(None);
         }
@@ -129,6 +143,9 @@ impl RemoteCache {
                 .iter()
                 .map(|o| o.hash.clone())
                 .collect();
+            if !download {
+                return Ok(Some(fetched(&self.remote.url, verified)));
+            }
             match self.download(ws, &verified.body).await {
                 Ok(()) => {
                     let _ = ws
@@ -205,12 +222,21 @@ impl ResultCache for RemoteCache {
         _manifest: &'a KeyManifest,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
         Box::pin(async move {
-            self.fetch_key(ws, key)
+            self.fetch_key(ws, key, true)
                 .await
-                .map_err(|problems| ResultCacheError {
-                    cache: self.remote.url.clone(),
-                    message: problems.join("; "),
-                })
+                .map_err(|problems| self.error(problems))
+        })
+    }
+
+    fn peek<'a>(
+        &'a self,
+        ws: &'a Workspace,
+        key: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
+        Box::pin(async move {
+            self.fetch_key(ws, key, false)
+                .await
+                .map_err(|problems| self.error(problems))
         })
     }
 

@@ -1051,3 +1051,34 @@ fn a_private_key_is_never_written_inside_a_workspace() {
     let mode = std::fs::metadata(&t.key_file).unwrap().permissions().mode();
     assert_eq!(mode & 0o077, 0, "{mode:o}");
 }
+
+#[test]
+fn status_and_dry_run_say_what_a_run_would_take_from_the_remote() {
+    let t = Team::new(Remote::folder());
+    let (code, ja, _) = t.push_run(&t.a, "workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    let out = t.run(&t.b, &["status", "workflows/chain.yaml", "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let j: Json = serde_json::from_slice(&out.stdout).unwrap();
+    for s in j["steps"].as_array().unwrap() {
+        // Downstream keys are known too: computed from the remote's outputs.
+        assert_eq!(s["state"], "remote", "{j}");
+        assert!(s["key"].is_string(), "{j}");
+    }
+    let out = t.run(&t.b, &["run", "workflows/chain.yaml", "--dry-run"]);
+    let text = stdout(&out);
+    assert!(text.contains("0 of 3 steps would run"), "{text}");
+    assert_eq!(text.matches("  fetch ").count(), 3, "{text}");
+    let out = t.run(&t.b, &["why", "workflows/chain.yaml", "both"]);
+    assert!(
+        stdout(&out).contains("a run takes it from remote"),
+        "{}",
+        stdout(&out)
+    );
+    // Nothing was downloaded or run; --no-remote sees only the local cache.
+    assert!(t.b.marks().is_empty());
+    let both = output_hash(&ja, "both", "out");
+    assert!(!t.b.object(&both).exists(), "status downloaded an object");
+    let out = t.run(&t.b, &["status", "workflows/chain.yaml", "--no-remote"]);
+    assert_eq!(stdout(&out).matches("stale").count(), 3, "{}", stdout(&out));
+}

@@ -124,7 +124,9 @@ pub async fn collect(
             remote.delete(p).await?;
             gone.push(h.clone());
         }
-        ws.db.forget_remote_objects(&remote.url, &gone).await?;
+        ws.db
+            .forget_remote_objects(remote.identity(), &gone)
+            .await?;
     }
     Ok(out)
 }

@@ -150,14 +150,17 @@ impl RemoteCache {
                 Ok(()) => {
                     let _ = ws
                         .db
-                        .remember_remote_objects(&self.remote.url, &hashes)
+                        .remember_remote_objects(self.remote.identity(), &hashes)
                         .await;
                     return Ok(Some(fetched(&self.remote.url, verified)));
                 }
                 Err(e) => {
                     // The remote may have lost what this workspace remembers it
                     // holds: forget, so publishing uploads it again.
-                    let _ = ws.db.forget_remote_objects(&self.remote.url, &hashes).await;
+                    let _ = ws
+                        .db
+                        .forget_remote_objects(self.remote.identity(), &hashes)
+                        .await;
                     problems.extend(self.warning(
                         &format!(
                             "remote `{}`: the result of step key {} by `{name}` is unusable",
@@ -193,10 +196,11 @@ impl RemoteCache {
     fn spawn_publish(&self, ws: Workspace, offer: Offer, signer: Arc<Signer>) {
         let remote = self.remote.clone();
         let permits = self.permits.clone();
+        let trust = self.trust.clone();
         let task = async move {
             let _permit = permits.acquire_owned().await;
             let step = offer.step.clone();
-            match publish(&remote, &ws, &offer, &signer).await {
+            match publish(&remote, &ws, &offer, &signer, &trust).await {
                 Ok(r) => r,
                 Err(e) => Report {
                     step,
@@ -395,6 +399,7 @@ async fn publish(
     ws: &Workspace,
     offer: &Offer,
     signer: &Signer,
+    others: &[(String, PublicKey)],
 ) -> Result<Report, RemoteError> {
     // Every object of the result: files, and folders as manifest plus members.
     let mut objects: BTreeMap<String, u64> = BTreeMap::new();
@@ -411,7 +416,7 @@ async fn publish(
     let hashes: Vec<String> = objects.keys().cloned().collect();
     let known = ws
         .db
-        .remote_objects_known(&remote.url, &hashes)
+        .remote_objects_known(remote.identity(), &hashes)
         .await
         .unwrap_or_default();
     let mut report = Report {
@@ -440,7 +445,10 @@ async fn publish(
             uploaded.push(hash.clone());
         }
     }
-    let _ = ws.db.remember_remote_objects(&remote.url, &uploaded).await;
+    let _ = ws
+        .db
+        .remember_remote_objects(remote.identity(), &uploaded)
+        .await;
 
     let body = body_of(ws, offer);
     let path = remote.entry_path(&offer.key, &signer_hex(signer.public()));
@@ -449,7 +457,15 @@ async fn publish(
         .await?;
     report.entry = Some(created);
     if created == Created::Exists {
-        report.warning = compare_existing(remote, ws, offer, signer, &body).await;
+        report.warning = compare_existing(remote, ws, offer, signer.public(), true, &body).await;
+    } else {
+        // The other trusted writers' results for this key should be the same.
+        for (_, k) in others.iter().filter(|(_, k)| k != signer.public()) {
+            if let Some(w) = compare_existing(remote, ws, offer, k, false, &body).await {
+                report.warning = Some(w);
+                break;
+            }
+        }
     }
     Ok(report)
 }
@@ -460,23 +476,27 @@ async fn compare_existing(
     remote: &RemoteStore,
     ws: &Workspace,
     offer: &Offer,
-    signer: &Signer,
+    slot: &PublicKey,
+    own: bool,
     ours: &Body,
 ) -> Option<String> {
-    let path = remote.entry_path(&offer.key, &signer_hex(signer.public()));
+    let path = remote.entry_path(&offer.key, &signer_hex(slot));
     let theirs = match remote.get_small(&path, ENTRY_MAX).await {
         Ok(Some(b)) => b,
         Ok(None) => return None,
-        Err(e) => return Some(format!("cannot compare with the remote's entry: {e}")),
+        Err(e) if own => return Some(format!("cannot compare with the remote's entry: {e}")),
+        Err(_) => return None,
     };
-    let theirs = match entry::open(&theirs, &offer.key, signer.public(), None) {
+    let theirs = match entry::open(&theirs, &offer.key, slot, None) {
         Ok(v) => v.body,
-        Err(r) => {
+        Err(r) if own => {
             return Some(format!(
                 "remote `{}`: the entry already in this writer's slot for step `{}` is unusable ({r}); it stays (the first writer wins)",
                 remote.url, offer.step
             ));
         }
+        // Another writer's unusable entry is its readers' problem (they warn).
+        Err(_) => return None,
     };
     let slots = |b: &Body| -> BTreeMap<String, String> {
         b.outputs

@@ -121,7 +121,18 @@ pub fn open(
             )));
         }
     };
-    Ok(RemoteStore::new(build, url, prefix, timeout))
+    // The endpoint the builder will use: the option, else the provider's variable.
+    let endpoint = options
+        .get("endpoint")
+        .or_else(|| options.get("aws_endpoint"))
+        .cloned()
+        .or_else(|| match scheme {
+            "s3" | "s3a" => std::env::var("AWS_ENDPOINT_URL")
+                .or_else(|_| std::env::var("AWS_ENDPOINT"))
+                .ok(),
+            _ => None,
+        });
+    Ok(RemoteStore::new(build, url, prefix, timeout).with_endpoint(endpoint.as_deref()))
 }
 
 /// A [`Build`] from a builder's `build`, its error worded for people.
@@ -237,6 +248,22 @@ mod tests {
         assert_eq!(ini_section(t, "other")["aws_access_key_id"], "B");
         assert_eq!(ini_section(t, "other")["aws_secret_access_key"], "S");
         assert_eq!(ini_section(t, "default").len(), 1);
+    }
+
+    #[test]
+    fn one_bucket_behind_two_endpoints_is_two_stores_to_remember() {
+        let at = |e: &str| {
+            let opts = BTreeMap::from([("endpoint".to_owned(), e.to_owned())]);
+            open("s3://team-cache/p", &opts, None)
+                .unwrap()
+                .identity()
+                .to_owned()
+        };
+        assert_ne!(at("http://127.0.0.1:9000"), at("http://127.0.0.1:9001"));
+        assert!(at("http://127.0.0.1:9000").starts_with("s3://team-cache/p"));
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("file://{}", dir.path().display());
+        assert_eq!(open(&url, &BTreeMap::new(), None).unwrap().identity(), url);
     }
 
     #[test]

@@ -45,6 +45,9 @@ pub struct RemoteStore {
     local_root: Option<std::path::PathBuf>,
     /// The URL as configured (no credentials: they are refused before this).
     pub url: String,
+    /// What `remote_objects` remembers this store by: the URL and, when one is
+    /// set, the endpoint (one `s3://bucket` on two servers is two stores).
+    identity: String,
     prefix: Vec<String>,
     /// The time one small request may take.
     pub timeout: Duration,
@@ -109,6 +112,7 @@ impl RemoteStore {
             build,
             local_root: None,
             url: url.to_owned(),
+            identity: url.to_owned(),
             prefix: prefix
                 .split('/')
                 .filter(|s| !s.is_empty())
@@ -117,6 +121,17 @@ impl RemoteStore {
             timeout,
             down: Arc::new(Mutex::new(None)),
         }
+    }
+
+    pub fn with_endpoint(mut self, endpoint: Option<&str>) -> Self {
+        if let Some(e) = endpoint.filter(|e| !e.is_empty()) {
+            self.identity = format!("{} at {e}", self.url);
+        }
+        self
+    }
+
+    pub fn identity(&self) -> &str {
+        &self.identity
     }
 
     pub fn with_local_root(mut self, dir: std::path::PathBuf) -> Self {

@@ -1082,3 +1082,48 @@ fn status_and_dry_run_say_what_a_run_would_take_from_the_remote() {
     let out = t.run(&t.b, &["status", "workflows/chain.yaml", "--no-remote"]);
     assert_eq!(stdout(&out).matches("stale").count(), 3, "{}", stdout(&out));
 }
+
+#[test]
+fn two_trusted_writers_with_other_outputs_for_one_key_are_told() {
+    let t = Team::new(Remote::folder());
+    let (code, _, _) = t.push_run(&t.a, "workflows/chain.yaml", &[]);
+    assert_eq!(code, 0);
+    // A second trusted writer (another CI runner) whose `wc` gives other bytes.
+    let key2 = t.home.path().join("keys/ci2.key");
+    let out = t.run(&t.b, &["key", "new", "--out", key2.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public2 = stdout(&out).trim().to_owned();
+    let out = t.run(&t.b, &["key", "trust", &public2, "--name", "ci2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    t.b.write("bin/wc", "#!/bin/sh\necho 999\n");
+    let bin = t.b.path().join("bin");
+    std::fs::set_permissions(
+        bin.join("wc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = t
+        .cmd(
+            &t.b,
+            &[
+                "run",
+                "workflows/chain.yaml",
+                "--json",
+                "--push",
+                "--force",
+                "cnt",
+            ],
+        )
+        .env("PEDIGREE_SIGNING_KEY_FILE", &key2)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("step `cnt` is not deterministic"), "{err}");
+    // Its own slot took the result: two entries for the key, one per writer.
+    let (_, jb, _) = parse(t.run(&t.b, &["run", "workflows/chain.yaml", "--json"]));
+    let cnt = step_of(&jb, "cnt")["key"].as_str().unwrap().to_owned();
+    assert_eq!(t.remote.entries_of(&cnt).len(), 2);
+}

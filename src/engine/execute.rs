@@ -149,7 +149,13 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
     };
     let reason = match &fetched {
         Some(f) => format!("cached: from {}", f.source),
-        None => reason.clone(),
+        None => {
+            let _ = ctx.events.send(Event::StepStarted {
+                name: step.name.clone(),
+                reason: reason.clone(),
+            });
+            reason.clone()
+        }
     };
     let id = match db
         .start_step(

@@ -356,10 +356,8 @@ pub async fn run(
                 };
             }
             p.started = Instant::now();
-            let _ = events.send(Event::StepStarted {
-                name: step.name.clone(),
-                reason: p.reason.clone(),
-            });
+            // `execute` says the step started once it knows it computes (not a hit
+            // of another process or of the result cache).
             let c = ctx.clone();
             let i = p.i;
             running.spawn(async move {

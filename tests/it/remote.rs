@@ -469,6 +469,19 @@ fn shares_results(remote: Remote) {
         assert_eq!(status, "cached", "{name}");
         assert!(reason.contains("earlier run"), "{name}: {reason}");
     }
+    // A third clone's live progress: each step is taken, none is said to start.
+    let c = portable();
+    c.write("pedigree.toml", &t.a.read("pedigree.toml"));
+    let out = t.run(&c, &["run", "workflows/chain.yaml", "--jobs", "1"]);
+    let (text, progress) = (stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{progress}");
+    assert_eq!(
+        progress.matches("(from the remote, ").count(),
+        3,
+        "{progress}"
+    );
+    assert!(!progress.contains("  start "), "{progress}");
+    assert!(text.contains("3 cached (3 from the remote)"), "{text}");
     verify_clean(&t, &t.a);
     verify_clean(&t, &t.b);
 }

@@ -53,6 +53,13 @@ class Moto:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        try:
+            self.connect()
+        except BaseException:
+            self.stop()
+            raise
+
+    def connect(self):
         deadline = time.time() + 30
         while True:
             try:
@@ -101,6 +108,13 @@ class Bench:
         self.tmp = tmp
         self.bin = str(Path(args.pedigree).resolve())
         self.moto = Moto()
+        try:
+            self.setup(tmp)
+        except BaseException:
+            self.moto.stop()
+            raise
+
+    def setup(self, tmp):
         self.home = tmp / "home"
         self.home.mkdir()
         self.env = dict(os.environ)

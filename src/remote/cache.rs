@@ -49,7 +49,6 @@ pub struct RemoteCache {
 /// What publishing one result did.
 #[derive(Debug, Default)]
 struct Report {
-    step: String,
     entry: Option<Created>,
     objects: usize,
     bytes: u64,
@@ -199,11 +198,9 @@ impl RemoteCache {
         let trust = self.trust.clone();
         let task = async move {
             let _permit = permits.acquire_owned().await;
-            let step = offer.step.clone();
             match publish(&remote, &ws, &offer, &signer, &trust).await {
                 Ok(r) => r,
                 Err(e) => Report {
-                    step,
                     warning: Some(format!(
                         "not published to the remote: step `{}`: {e}",
                         offer.step
@@ -270,7 +267,6 @@ impl ResultCache for RemoteCache {
                 }
                 objects += r.objects;
                 bytes += r.bytes;
-                let _ = r.step;
             }
             if new + had > 0 {
                 out.notes.push(format!(
@@ -419,10 +415,7 @@ async fn publish(
         .remote_objects_known(remote.identity(), &hashes)
         .await
         .unwrap_or_default();
-    let mut report = Report {
-        step: offer.step.clone(),
-        ..Default::default()
-    };
+    let mut report = Report::default();
     // Members before manifests: a tree manifest sorts anywhere, so upload them
     // in two passes.
     let trees: Vec<&String> = offer
@@ -450,7 +443,7 @@ async fn publish(
         .remember_remote_objects(remote.identity(), &uploaded)
         .await;
 
-    let body = body_of(ws, offer);
+    let body = body_of(offer);
     let path = remote.entry_path(&offer.key, &signer_hex(signer.public()));
     let created = remote
         .create(&path, Bytes::from(entry::seal(&body, signer)))
@@ -529,8 +522,7 @@ async fn compare_existing(
     ))
 }
 
-fn body_of(ws: &Workspace, offer: &Offer) -> Body {
-    let _ = ws;
+fn body_of(offer: &Offer) -> Body {
     let s = &offer.success;
     Body {
         format: entry::BODY_FORMAT.into(),

@@ -139,7 +139,7 @@ impl Progress {
                 self.done += 1;
                 let dur = human_duration(r.duration.as_secs_f64());
                 match r.status {
-                    StepStatus::Cached if r.reason.starts_with("cached: from remote") => {
+                    StepStatus::Cached if r.from_result_cache() => {
                         writeln!(out, "  cached  {} (from the remote, {dur})", r.name)
                     }
                     StepStatus::Cached => writeln!(out, "  cached  {}", r.name),

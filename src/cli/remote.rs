@@ -50,8 +50,17 @@ pub fn open_cache(root: &Path, args: &RemoteArgs) -> Result<Option<Arc<RemoteCac
             Ok(Some(Arc::new(cache)))
         }
         Ok(None) => Ok(None),
-        Err(e) if e.starts_with("error:") => Err(CliError::invalid(e)),
+        Err(remote::OpenError::Config(d)) => Err(d.into()),
         Err(e) => Err(CliError::invalid(format!("error: {e}"))),
+    }
+}
+
+/// What `status`, `why` and `--dry-run` ask beyond the local cache: whether the
+/// remote, when there is one, has what the local cache lacks.
+pub fn peek(cache: Option<&RemoteCache>) -> crate::engine::status::Remote<'_> {
+    match cache {
+        Some(c) => crate::engine::status::Remote::Peek(c),
+        None => crate::engine::status::Remote::Local,
     }
 }
 

@@ -131,9 +131,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         let remote = result
             .steps
             .iter()
-            .filter(|r| {
-                r.status == StepStatus::Cached && r.reason.starts_with("cached: from remote")
-            })
+            .filter(|r| r.from_result_cache())
             .count();
         println!(
             "run {} {}: {} ran, {} cached{}, {} failed, {} skipped",
@@ -238,11 +236,7 @@ async fn dry_run(
     json: bool,
     remote: Option<&crate::remote::RemoteCache>,
 ) -> Result<Exit, CliError> {
-    let ask = match remote {
-        Some(c) => status::Remote::Peek(c),
-        None => status::Remote::Local,
-    };
-    let states = status::status(ws, resolved, false, ask).await?;
+    let states = status::status(ws, resolved, false, super::remote::peek(remote)).await?;
     if json {
         print_json(&serde_json::json!({ "dry_run": true, "steps": states }));
         return Ok(Exit::Ok);

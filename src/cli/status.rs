@@ -35,18 +35,11 @@ pub struct WhyArgs {
     pub remote: super::remote::RemoteArgs,
 }
 
-/// Ask the remote, when there is one, whether it has what the local cache lacks.
-fn ask(cache: Option<&crate::remote::RemoteCache>) -> status::Remote<'_> {
-    match cache {
-        Some(c) => status::Remote::Peek(c),
-        None => status::Remote::Local,
-    }
-}
-
 pub async fn status(args: StatusArgs, g: &Global) -> Result<Exit, CliError> {
     let (ws, resolved) = load(g, &args.workflow, &args.set, true).await?;
     let cache = super::remote::open_cache(&ws.root, &args.remote)?;
-    let states = status::status(&ws, &resolved, false, ask(cache.as_deref())).await?;
+    let states =
+        status::status(&ws, &resolved, false, super::remote::peek(cache.as_deref())).await?;
     if args.json {
         print_json(&serde_json::json!({ "workflow": resolved.wf.name, "steps": states }));
         return Ok(Exit::Ok);
@@ -77,7 +70,8 @@ pub async fn why(args: WhyArgs, g: &Global) -> Result<Exit, CliError> {
         )));
     }
     let cache = super::remote::open_cache(&ws.root, &args.remote)?;
-    let states = status::status(&ws, &resolved, true, ask(cache.as_deref())).await?;
+    let states =
+        status::status(&ws, &resolved, true, super::remote::peek(cache.as_deref())).await?;
     let s = states
         .into_iter()
         .find(|s| s.name == args.step)

@@ -307,6 +307,26 @@ pub struct Fetched {
     pub source_json: String,
 }
 
+impl Fetched {
+    /// The fetched outputs as the scheduler binds them, by slot.
+    pub fn artifacts(&self) -> std::collections::BTreeMap<String, super::plan::Artifact> {
+        self.success
+            .outputs
+            .iter()
+            .map(|o| {
+                (
+                    o.slot.clone(),
+                    super::plan::Artifact {
+                        hash: o.artifact.stored.hash.clone(),
+                        name: o.name.clone(),
+                        is_tree: o.artifact.stored.is_tree,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
 /// What background publishing ended with.
 #[derive(Debug, Clone, Default)]
 pub struct Finished {

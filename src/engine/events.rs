@@ -46,6 +46,17 @@ impl RunStatus {
     }
 }
 
+/// How the reason of a step taken from a result cache beyond the store begins (the
+/// cache's own account of the source follows).
+pub const FROM_RESULT_CACHE: &str = "cached: from ";
+
+impl StepResult {
+    /// Was this step's result taken from a result cache beyond the store?
+    pub fn from_result_cache(&self) -> bool {
+        self.status == StepStatus::Cached && self.reason.starts_with(FROM_RESULT_CACHE)
+    }
+}
+
 /// The outcome of one step in a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepResult {

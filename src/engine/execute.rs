@@ -14,7 +14,7 @@ use std::time::Instant;
 use tokio::sync::{mpsc, watch};
 
 use super::cache::{self, CacheStatus, CheckMode, KeyLock, Offer, ResultCache};
-use super::events::{Event, StepResult, StepStatus};
+use super::events::{Event, FROM_RESULT_CACHE, StepResult, StepStatus};
 use super::executor::Executor;
 use super::invoke::{StepDone, StepFailed, invoke};
 use super::key::KeyManifest;
@@ -148,7 +148,7 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
         }
     };
     let reason = match &fetched {
-        Some(f) => format!("cached: from {}", f.source),
+        Some(f) => format!("{FROM_RESULT_CACHE}{}", f.source),
         None => {
             let _ = ctx.events.send(Event::StepStarted {
                 name: step.name.clone(),
@@ -269,24 +269,9 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
 
 /// A result from the result cache, recorded as the step's run.
 fn fetched_done(f: cache::Fetched) -> StepDone {
-    let outputs = f
-        .success
-        .outputs
-        .iter()
-        .map(|o| {
-            (
-                o.slot.clone(),
-                Artifact {
-                    hash: o.artifact.stored.hash.clone(),
-                    name: o.name.clone(),
-                    is_tree: o.artifact.stored.is_tree,
-                },
-            )
-        })
-        .collect();
     StepDone {
+        outputs: f.artifacts(),
         success: f.success,
-        outputs,
     }
 }
 

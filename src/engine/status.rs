@@ -10,7 +10,7 @@
 
 use serde::Serialize;
 
-use super::cache::{self, CacheStatus, CheckMode, Fetched, ResultCache};
+use super::cache::{self, CacheStatus, CheckMode, ResultCache};
 use super::execute::to_artifacts;
 use super::hashing;
 use super::inputs;
@@ -106,10 +106,13 @@ pub async fn status(
             }
             _ => None,
         };
+        // A remote that could not answer is said in the step's reason (once: a
+        // remote found down is not asked again).
+        let mut unanswered = None;
         if let Some((state, answer)) = asked {
             match answer {
                 Ok(Some(f)) => {
-                    board.outputs[i] = Some(fetched_artifacts(&f));
+                    board.outputs[i] = Some(f.artifacts());
                     out.push(StepState {
                         name: step.name.clone(),
                         state,
@@ -121,7 +124,7 @@ pub async fn status(
                     continue;
                 }
                 Ok(None) => {}
-                Err(e) => eprintln!("warning: {e}"),
+                Err(e) => unanswered = Some(e.to_string()),
             }
         }
         // The last run's manifest only matters to explain a stale step (or to `why`).
@@ -129,7 +132,7 @@ pub async fn status(
             (CacheStatus::Hit(_), false) => None,
             _ => Some(cache::explain(db, &resolved.wf.name, &step.name, &manifest).await?),
         };
-        let (state, reason) = match &cached {
+        let (state, mut reason) = match &cached {
             CacheStatus::Hit(_) => ("fresh", "cached".to_owned()),
             CacheStatus::Damaged(why) => ("stale", why.clone()),
             CacheStatus::Miss => (
@@ -140,6 +143,9 @@ pub async fn status(
                     .unwrap_or_default(),
             ),
         };
+        if let Some(e) = unanswered {
+            reason = format!("{reason} ({e})");
+        }
         match cached {
             CacheStatus::Hit(hit) => board.outputs[i] = Some(to_artifacts(&hit.outputs)),
             _ => stale_reason[i] = Some(reason.clone()),
@@ -154,22 +160,4 @@ pub async fn status(
         });
     }
     Ok(out)
-}
-
-/// The artifacts of a fetched result, by slot.
-fn fetched_artifacts(f: &Fetched) -> std::collections::BTreeMap<String, super::plan::Artifact> {
-    f.success
-        .outputs
-        .iter()
-        .map(|o| {
-            (
-                o.slot.clone(),
-                super::plan::Artifact {
-                    hash: o.artifact.stored.hash.clone(),
-                    name: o.name.clone(),
-                    is_tree: o.artifact.stored.is_tree,
-                },
-            )
-        })
-        .collect()
 }

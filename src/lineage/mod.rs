@@ -168,13 +168,13 @@ impl ReadDb {
         // schema, or with only its first migrations. Nothing was recorded in it (a
         // run's row is written after the migrations), so it reads as an empty history:
         // an in-memory database with the schema, so the file is still never written.
-        let state = schema_state(&pool)
+        let unused = never_used(&pool)
             .await
             .map_err(|source| LineageError::Open {
                 path: path.to_owned(),
                 source,
             })?;
-        if state == Schema::NeverUsed {
+        if unused {
             pool.close().await;
             return ReadDb::empty().await.map_err(|source| LineageError::Open {
                 path: path.to_owned(),
@@ -239,20 +239,12 @@ impl ReadDb {
     }
 }
 
-/// What a database's schema is to this build.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Schema {
-    Current,
-    /// No history and not fully migrated: no `runs` table, or fewer migrations
-    /// applied than this build knows and no run row.
-    NeverUsed,
-    /// History written before this build's last migrations: read as it is, the
-    /// columns it lacks reading as NULL (see `ReadDb::step_run_columns`).
-    Behind,
-}
-
-/// The database's [`Schema`]. A damaged file is an error, never an empty history.
-async fn schema_state(pool: &SqlitePool) -> Result<Schema, sqlx::Error> {
+/// Whether the database at `pool` holds no history and is not fully migrated: no
+/// `runs` table, or fewer migrations applied than this build knows and no run row.
+/// An older database that holds runs is read as it is (columns it lacks read as
+/// NULL: `ReadDb::step_run_columns`). A damaged file is an error, never an empty
+/// history.
+async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
     let has_table = |name: &'static str| async move {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
@@ -263,7 +255,7 @@ async fn schema_state(pool: &SqlitePool) -> Result<Schema, sqlx::Error> {
         .map(|n| n > 0)
     };
     if !has_table("runs").await? {
-        return Ok(Schema::NeverUsed);
+        return Ok(true);
     }
     let applied: i64 = if has_table("_sqlx_migrations").await? {
         sqlx::query_scalar("SELECT COUNT(*) FROM _sqlx_migrations WHERE success")
@@ -274,16 +266,12 @@ async fn schema_state(pool: &SqlitePool) -> Result<Schema, sqlx::Error> {
     };
     let known = MIGRATOR.iter().count() as i64;
     if applied >= known {
-        return Ok(Schema::Current);
+        return Ok(false);
     }
     let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM runs")
         .fetch_one(pool)
         .await?;
-    Ok(if runs == 0 {
-        Schema::NeverUsed
-    } else {
-        Schema::Behind
-    })
+    Ok(runs == 0)
 }
 
 impl Db {

@@ -20,12 +20,13 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use super::entry::{self, Body, Output, Producer, Rejected};
-use super::store::{Created, ENTRY_MAX, RemoteError, RemoteStore, short};
+use super::store::{Created, ENTRY_MAX, RemoteError, RemoteStore};
 use crate::engine::cache::{BoxFuture, Fetched, Finished, Offer, ResultCache, ResultCacheError};
 use crate::engine::key::KeyManifest;
 use crate::keys::{PublicKey, Signer};
 use crate::lineage::{Metric, NewArtifact, NewOutput, Success};
 use crate::store::{Check, Store, Stored, Tree};
+use crate::util::fmt::short;
 use crate::workspace::Workspace;
 
 pub use crate::lineage::NONDETERMINISTIC_FACET;
@@ -79,11 +80,22 @@ impl RemoteCache {
         self.signer.is_some()
     }
 
-    fn error(&self, problems: Vec<String>) -> ResultCacheError {
-        ResultCacheError {
-            cache: self.remote.url.clone(),
-            message: problems.join("; "),
-        }
+    /// `fetch` (with `download`) and `peek` (without) for the engine: the
+    /// problems as one error.
+    fn answer<'a>(
+        &'a self,
+        ws: &'a Workspace,
+        key: &'a str,
+        download: bool,
+    ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
+        Box::pin(async move {
+            self.fetch_key(ws, key, download)
+                .await
+                .map_err(|problems| ResultCacheError {
+                    cache: self.remote.url.clone(),
+                    message: problems.join("; "),
+                })
+        })
     }
 
     /// A warning for `e`, or nothing when the store is down and that was said.
@@ -222,11 +234,7 @@ impl ResultCache for RemoteCache {
         key: &'a str,
         _manifest: &'a KeyManifest,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
-        Box::pin(async move {
-            self.fetch_key(ws, key, true)
-                .await
-                .map_err(|problems| self.error(problems))
-        })
+        self.answer(ws, key, true)
     }
 
     fn peek<'a>(
@@ -234,11 +242,7 @@ impl ResultCache for RemoteCache {
         ws: &'a Workspace,
         key: &'a str,
     ) -> BoxFuture<'a, Result<Option<Fetched>, ResultCacheError>> {
-        Box::pin(async move {
-            self.fetch_key(ws, key, false)
-                .await
-                .map_err(|problems| self.error(problems))
-        })
+        self.answer(ws, key, false)
     }
 
     fn publish(&self, ws: &Workspace, offer: Offer) {

@@ -90,20 +90,32 @@ pub fn resolve(config: &Config, flags: &Flags) -> Result<Option<Settings>, Strin
     }))
 }
 
+/// Why the remote cache of a command could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// `pedigree.toml` does not parse or validate.
+    #[error("{0}")]
+    Config(crate::diag::Diagnostic),
+    #[error("{0}")]
+    Settings(String),
+    #[error(transparent)]
+    Remote(#[from] RemoteError),
+}
+
 /// Open the remote cache a command uses, with what to warn about. `None`
 /// when no remote is configured.
 pub fn open_cache(
     root: &Path,
     flags: &Flags,
-) -> Result<Option<(RemoteCache, Vec<String>)>, String> {
+) -> Result<Option<(RemoteCache, Vec<String>)>, OpenError> {
     if flags.no_remote {
         return Ok(None);
     }
-    let config = Config::load(root).map_err(|d| d.to_string().trim_end().to_owned())?;
-    let Some(s) = resolve(&config, flags)? else {
+    let config = Config::load(root).map_err(OpenError::Config)?;
+    let Some(s) = resolve(&config, flags).map_err(OpenError::Settings)? else {
         return Ok(None);
     };
-    let remote = open::open(&s.url, &s.options, s.timeout).map_err(|e| format!("error: {e}"))?;
+    let remote = open::open(&s.url, &s.options, s.timeout)?;
     let mut warnings = Vec::new();
     if s.trust.is_empty() {
         warnings.push(format!(

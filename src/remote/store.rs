@@ -19,6 +19,7 @@ use object_store::path::Path as ObjPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
 
 use crate::store::{Incoming, Store, StoreError, Stored};
+use crate::util::fmt::short;
 
 /// Blobs up to this size are one conditional PUT; larger ones a multipart upload.
 pub const SINGLE_PUT_MAX: u64 = 16 * 1024 * 1024;
@@ -186,6 +187,15 @@ impl RemoteStore {
         self.down.lock().ok().and_then(|d| d.clone())
     }
 
+    /// Remember the first reason the store is not usable in this process.
+    fn mark_down(&self, why: &str) {
+        if let Ok(mut d) = self.down.lock()
+            && d.is_none()
+        {
+            *d = Some(why.to_owned());
+        }
+    }
+
     fn fail(&self, e: object_store::Error) -> RemoteError {
         let message = one_line(&e.to_string());
         if matches!(
@@ -200,19 +210,11 @@ impl RemoteStore {
                 message: "permission denied".into(),
                 help: crate::config::credentials_help(&self.url),
             };
-            if let Ok(mut d) = self.down.lock()
-                && d.is_none()
-            {
-                *d = Some("it refused the credentials".into());
-            }
+            self.mark_down("it refused the credentials");
             return denied;
         }
         if is_transport(&e) {
-            if let Ok(mut d) = self.down.lock()
-                && d.is_none()
-            {
-                *d = Some(message.clone());
-            }
+            self.mark_down(&message);
             RemoteError::Down {
                 url: self.url.clone(),
                 message,
@@ -249,11 +251,7 @@ impl RemoteStore {
                     "no answer within {}",
                     crate::util::fmt::human_duration(limit.as_secs_f64())
                 );
-                if let Ok(mut d) = self.down.lock()
-                    && d.is_none()
-                {
-                    *d = Some(message.clone());
-                }
+                self.mark_down(&message);
                 Err(RemoteError::Down {
                     url: self.url.clone(),
                     message,
@@ -542,10 +540,6 @@ impl RemoteStore {
 /// A generous time for moving `bytes` (at 5 MB/s), added to the request timeout.
 fn transfer_time(bytes: u64) -> Duration {
     Duration::from_millis(bytes / 5_000)
-}
-
-pub fn short(hash: &str) -> &str {
-    hash.get(..12).unwrap_or(hash)
 }
 
 /// The first line of an error, without the credential-free but long chains some

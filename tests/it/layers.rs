@@ -64,6 +64,7 @@ const RULES: &[(&str, &[&str])] = &[
             "workspace",
             "config",
             "keys",
+            "diag",
             "util",
         ],
     ),

@@ -815,33 +815,7 @@ fn a_second_writer_with_other_outputs_records_the_step_as_nondeterministic() {
     assert_eq!(code, 0);
     // B's `count` is the same plugin, but the machine's `wc` lies: other bytes
     // for the same key.
-    t.b.write("bin/wc", "#!/bin/sh\necho 999\n");
-    let bin = t.b.path().join("bin");
-    std::fs::set_permissions(
-        bin.join("wc"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = t
-        .cmd(
-            &t.b,
-            &[
-                "run",
-                "workflows/chain.yaml",
-                "--json",
-                "--push",
-                "--force",
-                "cnt",
-            ],
-        )
-        .env("PEDIGREE_SIGNING_KEY_FILE", &t.key_file)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("step `cnt` is not deterministic"), "{err}");
+    push_lying_count(&t, &t.key_file);
     let out = t.run(&t.b, &["show", "latest"]);
     assert!(
         stdout(&out).contains("not deterministic"),
@@ -852,6 +826,36 @@ fn a_second_writer_with_other_outputs_records_the_step_as_nondeterministic() {
     let out = t.run(&t.b, &["tui", "--once", "--run", "latest", "--keys", "j"]);
     let screen = stdout(&out);
     assert!(screen.contains("not deterministic"), "{screen}");
+}
+
+/// B recomputes `cnt` with a `wc` that lies (other bytes for the same key) and
+/// publishes it signed by `key`: the remote already holds A's outputs for that key.
+fn push_lying_count(t: &Team, key: &Path) {
+    t.b.write("bin/wc", "#!/bin/sh\necho 999\n");
+    let bin = t.b.path().join("bin");
+    std::fs::set_permissions(
+        bin.join("wc"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let args = [
+        "run",
+        "workflows/chain.yaml",
+        "--json",
+        "--push",
+        "--force",
+        "cnt",
+    ];
+    let out = t
+        .cmd(&t.b, &args)
+        .env("PEDIGREE_SIGNING_KEY_FILE", key)
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("step `cnt` is not deterministic"), "{err}");
 }
 
 #[test]
@@ -996,8 +1000,9 @@ fn pull_fetches_what_a_workflow_needs_without_running_it() {
         }
     }
     let runs = t.run(&t.b, &["runs", "--json"]);
-    let listed: Json = serde_json::from_slice(&runs.stdout).unwrap_or(Json::Null);
-    assert!(listed.as_array().is_none_or(|a| a.is_empty()), "{listed}");
+    assert!(runs.status.success(), "{}", stderr(&runs));
+    let listed: Json = serde_json::from_slice(&runs.stdout).unwrap();
+    assert_eq!(listed, Json::Array(Vec::new()), "pull recorded a run");
     // The run that follows takes every step from the remote (its objects are
     // already here: only the entries are read).
     let (code, jb, err) = t.read_run(&t.b, "workflows/chain.yaml", &[]);
@@ -1108,33 +1113,7 @@ fn two_trusted_writers_with_other_outputs_for_one_key_are_told() {
     let public2 = stdout(&out).trim().to_owned();
     let out = t.run(&t.b, &["key", "trust", &public2, "--name", "ci2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    t.b.write("bin/wc", "#!/bin/sh\necho 999\n");
-    let bin = t.b.path().join("bin");
-    std::fs::set_permissions(
-        bin.join("wc"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
-    let out = t
-        .cmd(
-            &t.b,
-            &[
-                "run",
-                "workflows/chain.yaml",
-                "--json",
-                "--push",
-                "--force",
-                "cnt",
-            ],
-        )
-        .env("PEDIGREE_SIGNING_KEY_FILE", &key2)
-        .env("PATH", path)
-        .output()
-        .unwrap();
-    let err = stderr(&out);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("step `cnt` is not deterministic"), "{err}");
+    push_lying_count(&t, &key2);
     // Its own slot took the result: two entries for the key, one per writer.
     let (_, jb, _) = parse(t.run(&t.b, &["run", "workflows/chain.yaml", "--json"]));
     let cnt = step_of(&jb, "cnt")["key"].as_str().unwrap().to_owned();

@@ -37,6 +37,14 @@ pub const TEMPLATE: &str = "\
 # [remote.trust]
 # The public keys whose entries this workspace accepts (`pedigree key trust KEY --name N`).
 # ci = \"ed25519:...\"
+
+# [openlineage]
+# Send every run and step run to the lineage catalogue (Marquez, DataHub, ...) as
+# OpenLineage events. Overridden by OPENLINEAGE_URL; the API key is OPENLINEAGE_API_KEY.
+# url = \"http://localhost:5000\"
+# Or append them to a file (transport = \"file\", path = \"lineage-events.jsonl\").
+# The job namespace (default: the repository's name).
+# namespace = \"recs\"
 ";
 
 /// The parsed file; every field optional.
@@ -48,6 +56,30 @@ pub struct Config {
     pub path: Option<PathBuf>,
     #[serde(default)]
     pub remote: Option<RemoteConfig>,
+    #[serde(default)]
+    pub openlineage: Option<OpenLineageConfig>,
+}
+
+/// `[openlineage]`: where the run and step events go (off without it).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenLineageConfig {
+    /// `http` (the default when `url` is set), `file` or `console`.
+    pub transport: Option<String>,
+    /// The catalogue's base URL (`http://marquez:5000`), for `http`.
+    pub url: Option<String>,
+    /// The path under `url` events are posted to (default `api/v1/lineage`).
+    pub endpoint: Option<String>,
+    /// The file events are appended to as JSON lines, for `file` (relative to the
+    /// workspace root).
+    pub path: Option<String>,
+    /// The job namespace (default: the repository's name).
+    pub namespace: Option<String>,
+    /// Seconds one delivery may take.
+    pub timeout: Option<u64>,
+    /// Never valid here: read so that its presence is refused with where it goes.
+    #[serde(default)]
+    api_key: Option<toml::Value>,
 }
 
 /// `[remote]`.
@@ -154,13 +186,51 @@ impl Config {
             let d = Diagnostic::new(format!("invalid `{FILE}`: {message}")).at(&source, span);
             if message.contains("unknown field") {
                 d.help(
-                    "the settings are `[remote]` url, push, options, timeout and `[remote.trust]`; see the README's `pedigree.toml` section",
+                    "the settings are `[remote]` url, push, options, timeout, `[remote.trust]`, and `[openlineage]` transport, url, endpoint, path, namespace, timeout; see the README's `pedigree.toml` section",
                 )
             } else {
                 d
             }
         })?;
         config.path = Some(path.to_owned());
+        if let Some(o) = &config.openlineage {
+            let line = |needle: &str| {
+                text.find(needle).map_or(String::new(), |start| {
+                    format!(" (line {})", span_of(&source, start..start).line)
+                })
+            };
+            if o.api_key.is_some() {
+                return Err(Diagnostic::new(format!(
+                    "invalid `{FILE}`{}: `[openlineage]` api_key is a credential, and this file is committed",
+                    line("api_key")
+                ))
+                .in_file(path)
+                .help("set OPENLINEAGE_API_KEY in the environment instead (sent as a bearer token)"));
+            }
+            if let Some(url) = &o.url
+                && let Err(why) = check_url_has_no_credentials(url)
+            {
+                return Err(Diagnostic::new(format!(
+                    "invalid `{FILE}`{}: `[openlineage]` url: {}",
+                    line(url),
+                    why.replace("the remote URL", "the URL")
+                ))
+                .in_file(path)
+                .help(
+                    "set OPENLINEAGE_API_KEY in the environment instead (sent as a bearer token)",
+                ));
+            }
+            if let Some(t) = &o.transport
+                && !["http", "file", "console"].contains(&t.as_str())
+            {
+                let start = text.find(&format!("\"{t}\"")).map(|s| s + 1);
+                return Err(Diagnostic::new(format!(
+                    "invalid `{FILE}`: `[openlineage]` transport `{t}` is not one of http, file, console"
+                ))
+                .at(&source, start.map(|s| span_of(&source, s..s + t.len())))
+                .help(crate::diag::suggest(t, "transport", ["http", "file", "console"])));
+            }
+        }
         if let Some(r) = &config.remote {
             let at = |needle: &str| {
                 text.find(needle)

@@ -7,6 +7,7 @@
 //! [`lineage`] (the SQLite record), [`steps`] (step kinds), [`tui`] (the dashboard), [`cli`] (commands).
 
 pub mod alloc;
+pub mod catalogue;
 pub mod cli;
 pub mod config;
 pub mod diag;
@@ -16,6 +17,7 @@ pub mod gnn;
 pub mod keys;
 pub mod lineage;
 pub mod maintenance;
+pub mod openlineage;
 pub mod registry;
 pub mod remote;
 pub mod sample;

@@ -6,6 +6,7 @@ mod dag;
 mod gc;
 mod init;
 mod lineage;
+mod openlineage;
 mod progress;
 mod recommend;
 mod remote;
@@ -234,6 +235,11 @@ pub enum Command {
         #[command(subcommand)]
         cmd: remote::RemoteCommand,
     },
+    /// OpenLineage events for the catalogue: send the waiting ones, export recorded runs.
+    Openlineage {
+        #[command(subcommand)]
+        cmd: openlineage::OpenLineageCommand,
+    },
     /// Run a built-in step kind (used by `pedigree run`; not for people).
     #[command(name = "__builtin", hide = true)]
     Builtin { kind: String },
@@ -291,6 +297,7 @@ pub fn main() -> ExitCode {
             Command::Pull(a) => remote::pull(a, &cli.global).await,
             Command::Key { cmd } => remote::key(cmd, &cli.global).await,
             Command::Remote { cmd } => remote::remote_cmd(cmd, &cli.global).await,
+            Command::Openlineage { cmd } => openlineage::command(cmd, &cli.global).await,
             Command::Builtin { .. } | Command::Completions { .. } => {
                 unreachable!("handled before the runtime starts")
             }

@@ -30,7 +30,7 @@ pub struct RemoteArgs {
 }
 
 impl RemoteArgs {
-    fn flags(&self) -> remote::Flags {
+    pub(super) fn flags(&self) -> remote::Flags {
         remote::Flags {
             remote: self.remote.clone(),
             no_remote: self.no_remote,

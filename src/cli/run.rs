@@ -88,6 +88,9 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
         args_json: serde_json::to_string(&std::env::args().collect::<Vec<_>>()).unwrap_or_default(),
         backends: super::remote::backends(&ws.root, &args.remote)?,
     };
+    // Events for the catalogue, when it is configured: queued with each record,
+    // delivered alongside the run.
+    let catalogue = super::openlineage::start(&ws, &args.remote)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let (cancel_tx, cancel_rx) = watch::channel(false);
     watch_signals(cancel_tx).map_err(|e| {
@@ -98,6 +101,7 @@ pub async fn run(args: Args, g: &Global) -> Result<Exit, CliError> {
     let printer = tokio::spawn(progress.drive(rx));
     let result = engine_run::run(&ws, resolved.clone(), &opts, tx, cancel_rx).await;
     let _ = printer.await;
+    super::openlineage::finish(catalogue).await;
     if let Err(RunError::Interrupted) = result {
         eprintln!("error: interrupted before the run started");
         return Ok(Exit::Interrupted);

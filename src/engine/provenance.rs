@@ -3,12 +3,7 @@
 
 use std::path::PathBuf;
 
-/// This machine's host name (`localhost` when the kernel does not say).
-pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|_| "localhost".into())
-}
+pub use crate::lineage::hostname;
 
 /// The commit checked out in the workspace and whether tracked files differ from it.
 pub async fn git_state(root: PathBuf) -> (Option<String>, Option<bool>) {

@@ -166,7 +166,7 @@ pub async fn run(
     };
     let host = hostname();
     db.recover_dead_runs(&host).await?;
-    let git = tokio::spawn(git_state(ws.root.clone()));
+    let mut git = Some(tokio::spawn(git_state(ws.root.clone())));
 
     // Hash the raw inputs that participating steps read.
     let mut used_inputs = BTreeSet::new();
@@ -190,13 +190,22 @@ pub async fn run(
         .ok_or(RunError::Interrupted)??;
     stat.flush(db).await?;
 
+    // The catalogue's first event of the run names the commit, so it waits for git
+    // (started above, alongside the hashing); otherwise the run records it at the end.
+    let (git_commit, git_dirty) = match git.take_if(|_| db.emits_openlineage()) {
+        Some(g) => match tokio::time::timeout(Duration::from_secs(5), g).await {
+            Ok(Ok(state)) => state,
+            _ => (None, None),
+        },
+        None => (None, None),
+    };
     let run_id = db
         .begin_run(&NewRun {
             workflow: wf.name.clone(),
             workflow_path: ws.relative(&wf.source.path),
             workflow_hash: wf.file_hash.clone(),
-            git_commit: None,
-            git_dirty: None,
+            git_commit,
+            git_dirty,
             params_json: serde_json::to_string(&wf.params).unwrap_or_default(),
             args_json: opts.args_json.clone(),
             host,
@@ -462,7 +471,9 @@ pub async fn run(
     for n in published.notes {
         let _ = events.send(Event::Note(n));
     }
-    if let Ok(Ok((commit, dirty))) = tokio::time::timeout(Duration::from_secs(5), git).await {
+    if let Some(git) = git
+        && let Ok(Ok((commit, dirty))) = tokio::time::timeout(Duration::from_secs(5), git).await
+    {
         db.set_git(run_id, commit, dirty).await?;
     }
     db.finish_run(run_id, status.as_str()).await?;

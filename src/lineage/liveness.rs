@@ -15,3 +15,11 @@ pub fn process_alive(pid: i64) -> bool {
     let r = unsafe { libc::kill(pid, 0) };
     r == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
+
+/// This machine's host name (`localhost` when the kernel does not say): with a pid,
+/// what names a live process.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}

@@ -35,6 +35,7 @@ mod cache;
 mod graph;
 mod integrity;
 mod liveness;
+mod outbox;
 mod record;
 pub mod reference;
 pub mod rows;
@@ -44,7 +45,8 @@ pub mod time;
 #[cfg(test)]
 mod tests;
 
-pub use liveness::process_alive;
+pub use liveness::{hostname, process_alive};
+pub use outbox::{OutboxCounts, QueuedEvent, sender_id};
 pub use reference::{ArtifactRef, PathContent, RefError, Resolved, RunRef, Via};
 pub use rows::*;
 pub use status::{Status, UnknownStatus};
@@ -138,6 +140,8 @@ const STEP_RUN_COLUMNS_BEFORE_REMOTE: &str = "s.id, s.run_id, s.step, s.kind, s.
 #[derive(Clone, Debug)]
 pub struct Db {
     read: ReadDb,
+    /// Set when OpenLineage events are on: each write then queues its events.
+    openlineage: std::sync::Arc<std::sync::OnceLock<crate::openlineage::Context>>,
 }
 
 impl std::ops::Deref for Db {
@@ -319,6 +323,7 @@ impl Db {
                 backend: Backend::Sqlite(pool),
                 step_run_columns: STEP_RUN_COLUMNS,
             },
+            openlineage: Default::default(),
         })
     }
 

@@ -2,10 +2,12 @@
 //! is recorded as cached, started then finished (or never run), and the run
 //! finishes. Each write is one short `BEGIN IMMEDIATE` transaction.
 
+use super::outbox::{queue_run, queue_step, run_emits};
 use super::{
     BEGIN, CachedRecord, Db, LineageError, NewArtifact, NewRun, Status, Success, process_alive,
     time,
 };
+use crate::openlineage::{EventType, new_run_id};
 use crate::store::Stored;
 
 type Result<T> = std::result::Result<T, LineageError>;
@@ -27,9 +29,10 @@ impl Db {
     /// Record a run that starts now, by this process (its pid tells a later
     /// `recover_dead_runs` whether it is still alive).
     pub async fn begin_run(&self, r: &NewRun) -> Result<i64> {
-        let id = self.write(sqlx::query(
-            "INSERT INTO runs (workflow, workflow_path, workflow_hash, git_commit, git_dirty, params_json, args_json, status, started_at, host, user, pid)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        let mut tx = self.pool().begin_with(BEGIN).await?;
+        let id = sqlx::query(
+            "INSERT INTO runs (workflow, workflow_path, workflow_hash, git_commit, git_dirty, params_json, args_json, status, started_at, host, user, pid, uuid, openlineage)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&r.workflow)
         .bind(&r.workflow_path)
@@ -42,9 +45,16 @@ impl Db {
         .bind(time::now())
         .bind(&r.host)
         .bind(&r.user)
-        .bind(i64::from(std::process::id())))
-            .await?
+        .bind(i64::from(std::process::id()))
+        .bind(new_run_id())
+        .bind(self.openlineage().is_some())
+        .execute(&mut *tx)
+        .await?
         .last_insert_rowid();
+        if let Some(ctx) = self.openlineage() {
+            queue_run(&mut tx, ctx, id, EventType::Start).await?;
+        }
+        tx.commit().await?;
         Ok(id)
     }
 
@@ -56,13 +66,19 @@ impl Db {
         LineageError: From<S::Error>,
     {
         let status: Status = status.try_into()?;
-        self.write(
-            sqlx::query("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?")
-                .bind(status)
-                .bind(time::now())
-                .bind(run_id),
-        )
-        .await?;
+        let mut tx = self.pool().begin_with(BEGIN).await?;
+        sqlx::query("UPDATE runs SET status = ?, finished_at = ? WHERE id = ?")
+            .bind(status)
+            .bind(time::now())
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await?;
+        if let (Some(ctx), Some(end)) = (self.openlineage(), EventType::terminal(status.as_str()))
+            && run_emits(&mut tx, run_id).await?
+        {
+            queue_run(&mut tx, ctx, run_id, end).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -101,7 +117,13 @@ impl Db {
         }
         let mut tx = self.pool().begin_with(BEGIN).await?;
         let now = time::now();
-        for id in &dead {
+        for &id in &dead {
+            let steps: Vec<i64> = sqlx::query_scalar(
+                "SELECT id FROM step_runs WHERE run_id = ? AND status = 'running' ORDER BY id",
+            )
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
             sqlx::query("UPDATE step_runs SET status = 'interrupted', finished_at = ?, error = 'the pedigree process running this step ended without finishing it' WHERE run_id = ? AND status = 'running'")
                 .bind(&now)
                 .bind(id)
@@ -112,6 +134,15 @@ impl Db {
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
+            // The events a dead run could not send: its running steps and itself aborted.
+            if let Some(ctx) = self.openlineage()
+                && run_emits(&mut tx, id).await?
+            {
+                for step in steps {
+                    queue_step(&mut tx, ctx, step, &[EventType::Abort]).await?;
+                }
+                queue_run(&mut tx, ctx, id, EventType::Abort).await?;
+            }
         }
         tx.commit().await?;
         Ok(dead)
@@ -173,7 +204,7 @@ impl Db {
         // SQLite allows 32766 bound values per statement; stay well below.
         for chunk in ids.iter().zip(records).collect::<Vec<_>>().chunks(500) {
             let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO step_runs (id, run_id, step, kind, step_key, status, reason, cached_from, started_at, finished_at) ",
+                "INSERT INTO step_runs (id, run_id, step, kind, step_key, status, reason, cached_from, started_at, finished_at, uuid) ",
             );
             q.push_values(chunk, |mut b, (id, r)| {
                 b.push_bind(**id)
@@ -185,7 +216,8 @@ impl Db {
                     .push_bind(r.reason.clone())
                     .push_bind(r.cached_from)
                     .push_bind(now.clone())
-                    .push_bind(now.clone());
+                    .push_bind(now.clone())
+                    .push_bind(new_run_id());
             });
             q.build().execute(&mut *tx).await?;
         }
@@ -230,6 +262,11 @@ impl Db {
             });
             q.build().execute(&mut *tx).await?;
         }
+        if let Some(ctx) = self.openlineage() {
+            for &id in &ids {
+                queue_step(&mut tx, ctx, id, &[EventType::Start, EventType::Complete]).await?;
+            }
+        }
         tx.commit().await?;
         Ok(ids)
     }
@@ -249,8 +286,8 @@ impl Db {
         let mut tx = self.pool().begin_with(BEGIN).await?;
         insert_manifest(&mut tx, key, manifest_json).await?;
         let id = sqlx::query(
-            "INSERT INTO step_runs (run_id, step, kind, step_key, status, reason, started_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO step_runs (run_id, step, kind, step_key, status, reason, started_at, uuid)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(step)
@@ -259,10 +296,14 @@ impl Db {
         .bind(Status::Running)
         .bind(reason)
         .bind(time::now())
+        .bind(new_run_id())
         .execute(&mut *tx)
         .await?
         .last_insert_rowid();
         insert_inputs(&mut tx, id, inputs).await?;
+        if let Some(ctx) = self.openlineage() {
+            queue_step(&mut tx, ctx, id, &[EventType::Start]).await?;
+        }
         tx.commit().await?;
         Ok(id)
     }
@@ -344,6 +385,9 @@ impl Db {
         .bind(step_run_id)
         .execute(&mut *tx)
         .await?;
+        if let Some(ctx) = self.openlineage() {
+            queue_step(&mut tx, ctx, step_run_id, &[EventType::Complete]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -375,6 +419,9 @@ impl Db {
             .bind(step_run_id)
             .execute(&mut *tx)
             .await?;
+        if let (Some(ctx), Some(end)) = (self.openlineage(), EventType::terminal(status.as_str())) {
+            queue_step(&mut tx, ctx, step_run_id, &[end]).await?;
+        }
         tx.commit().await?;
         Ok(())
     }
@@ -397,8 +444,9 @@ impl Db {
     {
         let status: Status = status.try_into()?;
         let now = time::now();
-        let id = self.write(sqlx::query(
-            "INSERT INTO step_runs (run_id, step, kind, status, reason, started_at, finished_at, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        let mut tx = self.pool().begin_with(BEGIN).await?;
+        let id = sqlx::query(
+            "INSERT INTO step_runs (run_id, step, kind, status, reason, started_at, finished_at, error, uuid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(run_id)
         .bind(step)
@@ -407,9 +455,15 @@ impl Db {
         .bind(reason)
         .bind(&now)
         .bind(&now)
-        .bind(error))
-            .await?
+        .bind(error)
+        .bind(new_run_id())
+        .execute(&mut *tx)
+        .await?
         .last_insert_rowid();
+        if let (Some(ctx), Some(end)) = (self.openlineage(), EventType::terminal(status.as_str())) {
+            queue_step(&mut tx, ctx, id, &[EventType::Start, end]).await?;
+        }
+        tx.commit().await?;
         Ok(id)
     }
 

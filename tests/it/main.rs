@@ -23,6 +23,8 @@ mod examples;
 mod gnn;
 /// The layer rule and the code map of ARCHITECTURE.md.
 mod layers;
+/// OpenLineage events: schema-valid, in order, delivered once to a real HTTP catalogue.
+mod openlineage;
 /// The human output of every command, through filtered snapshots.
 mod output;
 /// The remote cache on moto (S3) and a folder: sharing, damage, trust, gc, secrets.

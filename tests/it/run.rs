@@ -1043,9 +1043,13 @@ fn read_commands_never_migrate_or_write_the_database() {
         let opts = sqlx::sqlite::SqliteConnectOptions::new().filename(&db_path);
         let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
         for sql in [
-            "DELETE FROM _sqlx_migrations WHERE version = 20261206000000",
-            "ALTER TABLE step_runs DROP COLUMN remote_source",
-            "DROP TABLE remote_objects",
+            "DELETE FROM _sqlx_migrations WHERE version = 20261207000000",
+            "DROP TABLE openlineage_outbox",
+            "DROP INDEX runs_uuid",
+            "DROP INDEX step_runs_uuid",
+            "ALTER TABLE runs DROP COLUMN uuid",
+            "ALTER TABLE runs DROP COLUMN openlineage",
+            "ALTER TABLE step_runs DROP COLUMN uuid",
             "PRAGMA wal_checkpoint(TRUNCATE)",
         ] {
             sqlx::query(sql).execute(&pool).await.unwrap();
@@ -1053,7 +1057,7 @@ fn read_commands_never_migrate_or_write_the_database() {
         pool.close().await;
     });
     assert_eq!(
-        newest, 20261206000000,
+        newest, 20261207000000,
         "the newest migration changed: update this test"
     );
     let before = applied();

@@ -137,30 +137,46 @@ pub fn is_secret_name(name: &str) -> bool {
     SECRET_WORDS.iter().any(|w| n.contains(w)) || n == "key"
 }
 
-/// Refuse a remote URL that carries a credential: user info (`s3://KEY:SECRET@b`)
-/// or a query parameter named like one. The message says where it goes instead,
-/// and never repeats the secret.
-pub fn check_url_has_no_credentials(url: &str) -> Result<(), String> {
+/// What credential a URL carries, if any: user info (`s3://KEY:SECRET@b`) or a
+/// query parameter named like one; said without repeating the secret.
+pub fn url_credential(url: &str) -> Option<String> {
     let rest = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
     let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
     if authority.contains('@') {
-        return Err(format!(
-            "the remote URL carries credentials (user info before `@`); remove them: {}",
+        return Some("credentials (user info before `@`)".into());
+    }
+    let (_, query) = rest.split_once('?')?;
+    query
+        .split('&')
+        .map(|pair| pair.split('=').next().unwrap_or(""))
+        .find(|name| is_secret_name(name))
+        .map(|name| format!("a credential (query parameter `{name}`)"))
+}
+
+/// Refuse a remote URL that carries a credential, saying where it goes instead.
+pub fn check_url_has_no_credentials(url: &str) -> Result<(), String> {
+    match url_credential(url) {
+        Some(what) => Err(format!(
+            "the remote URL carries {what}; remove {}: {}",
+            if what.starts_with("credentials") {
+                "them"
+            } else {
+                "it"
+            },
             credentials_help(url)
-        ));
+        )),
+        None => Ok(()),
     }
-    if let Some((_, query)) = rest.split_once('?') {
-        for pair in query.split('&') {
-            let name = pair.split('=').next().unwrap_or("");
-            if is_secret_name(name) {
-                return Err(format!(
-                    "the remote URL carries a credential (query parameter `{name}`); remove it: {}",
-                    credentials_help(url)
-                ));
-            }
-        }
+}
+
+/// Refuse a catalogue URL that carries a credential: its key is `OPENLINEAGE_API_KEY`.
+pub fn check_catalogue_url(url: &str) -> Result<(), String> {
+    match url_credential(url) {
+        Some(what) => Err(format!(
+            "the URL carries {what}; remove it: set OPENLINEAGE_API_KEY in the environment instead (sent as a bearer token)"
+        )),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 impl Config {
@@ -193,12 +209,14 @@ impl Config {
             }
         })?;
         config.path = Some(path.to_owned());
+        let at = |needle: &str| {
+            text.find(needle)
+                .map(|start| span_of(&source, start..start + needle.len()))
+        };
+        // A credential's line is never shown: the message would repeat it.
+        let line =
+            |needle: &str| at(needle).map_or(String::new(), |s| format!(" (line {})", s.line));
         if let Some(o) = &config.openlineage {
-            let line = |needle: &str| {
-                text.find(needle).map_or(String::new(), |start| {
-                    format!(" (line {})", span_of(&source, start..start).line)
-                })
-            };
             if o.api_key.is_some() {
                 return Err(Diagnostic::new(format!(
                     "invalid `{FILE}`{}: `[openlineage]` api_key is a credential, and this file is committed",
@@ -208,17 +226,13 @@ impl Config {
                 .help("set OPENLINEAGE_API_KEY in the environment instead (sent as a bearer token)"));
             }
             if let Some(url) = &o.url
-                && let Err(why) = check_url_has_no_credentials(url)
+                && let Err(why) = check_catalogue_url(url)
             {
                 return Err(Diagnostic::new(format!(
-                    "invalid `{FILE}`{}: `[openlineage]` url: {}",
+                    "invalid `{FILE}`{}: `[openlineage]` url: {why}",
                     line(url),
-                    why.replace("the remote URL", "the URL")
                 ))
-                .in_file(path)
-                .help(
-                    "set OPENLINEAGE_API_KEY in the environment instead (sent as a bearer token)",
-                ));
+                .in_file(path));
             }
             if let Some(t) = &o.transport
                 && !["http", "file", "console"].contains(&t.as_str())
@@ -232,13 +246,6 @@ impl Config {
             }
         }
         if let Some(r) = &config.remote {
-            let at = |needle: &str| {
-                text.find(needle)
-                    .map(|start| span_of(&source, start..start + needle.len()))
-            };
-            // A credential's line is never shown: the message would repeat it.
-            let line =
-                |needle: &str| at(needle).map_or(String::new(), |s| format!(" (line {})", s.line));
             if let Some(url) = &r.url
                 && let Err(why) = check_url_has_no_credentials(url)
             {

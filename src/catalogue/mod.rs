@@ -107,8 +107,7 @@ fn http(url: &str, endpoint: Option<String>, from: &str) -> Result<Transport, St
     if !(url.starts_with("http://") || url.starts_with("https://")) {
         return Err(format!("{from} `{url}` is not an http:// or https:// URL"));
     }
-    crate::config::check_url_has_no_credentials(url)
-        .map_err(|why| format!("{from}: {}", why.replace("the remote URL", "the URL")))?;
+    crate::config::check_catalogue_url(url).map_err(|why| format!("{from}: {why}"))?;
     let endpoint = endpoint.unwrap_or_else(|| DEFAULT_ENDPOINT.to_owned());
     Ok(Transport::Http {
         url: format!(

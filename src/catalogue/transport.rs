@@ -5,6 +5,8 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::util::fmt::one_line;
+
 /// Where events go.
 #[derive(Debug, Clone)]
 pub enum Transport {
@@ -138,15 +140,7 @@ async fn post(
         .ok()
         .and_then(Result::ok)
         .unwrap_or_default();
-    let mut said = one_line(&text);
-    if said.len() > 300 {
-        let cut = (0..=300)
-            .rev()
-            .find(|&i| said.is_char_boundary(i))
-            .unwrap_or(0);
-        said.truncate(cut);
-        said.push('…');
-    }
+    let said = one_line(&text);
     let error = if said.is_empty() {
         format!("{url} answered {status}")
     } else {
@@ -161,10 +155,6 @@ async fn post(
         },
         _ => Outcome::Rejected(error),
     }
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// One line, written whole with one `write` on a file opened for appending, so

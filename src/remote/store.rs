@@ -542,13 +542,4 @@ fn transfer_time(bytes: u64) -> Duration {
     Duration::from_millis(bytes / 5_000)
 }
 
-/// The first line of an error, without the credential-free but long chains some
-/// stores print.
-pub fn one_line(s: &str) -> String {
-    let line = s.lines().next().unwrap_or("").trim();
-    let mut out: String = line.chars().take(300).collect();
-    if line.chars().count() > 300 {
-        out.push('…');
-    }
-    out
-}
+pub use crate::util::fmt::one_line;

@@ -7,6 +7,17 @@ pub fn short(hash: &str) -> String {
 }
 
 /// Seconds for people: `0.42s`, `12.3s`, `4m05s`.
+/// The first line of an error or an answer, at most 300 characters: without the long
+/// chains some stores print, or a server's whole page.
+pub fn one_line(s: &str) -> String {
+    let line = s.lines().next().unwrap_or("").trim();
+    let mut out: String = line.chars().take(300).collect();
+    if line.chars().count() > 300 {
+        out.push('…');
+    }
+    out
+}
+
 pub fn human_duration(secs: f64) -> String {
     if secs < 10.0 {
         format!("{secs:.2}s")

@@ -4,10 +4,9 @@
 //! steps' library functions.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::sync::Arc;
 
-use crate::common::{Ws, stderr, stdout};
+use crate::common::{Ws, copy_sample, repo, stderr, stdout};
 use arrow::array::{Array, ArrayRef, Float64Array, StringArray, TimestampMillisecondArray};
 use arrow::datatypes::DataType;
 use arrow::record_batch::RecordBatch;
@@ -16,23 +15,6 @@ use serde_json::{Value as Json, json};
 
 use pedigree::steps::builtin::{clean, dedupe, impute};
 use pedigree::table::{Format, Loaded};
-
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn copy_sample(ws: &Ws) {
-    for f in ["events.csv", "items.csv", "manifest.json"] {
-        let to = ws.path().join("workflows/data/sample").join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join("workflows/data/sample").join(f), to).unwrap();
-    }
-    std::fs::copy(
-        repo().join("workflows/ecommerce-data.yaml"),
-        ws.path().join("workflows/ecommerce-data.yaml"),
-    )
-    .unwrap();
-}
 
 /// step name → facets, from `pedigree show latest --json`.
 fn facets(ws: &Ws) -> BTreeMap<String, Json> {
@@ -55,7 +37,7 @@ fn facets(ws: &Ws) -> BTreeMap<String, Json> {
 #[test]
 fn the_counts_the_steps_record_on_the_sample_equal_the_manifest() {
     let ws = Ws::new();
-    copy_sample(&ws);
+    copy_sample(&ws, "ecommerce-data.yaml");
     let (code, run) = ws.run_json("workflows/ecommerce-data.yaml", &[]);
     assert_eq!(code, 0, "{run}");
     let m: Json = serde_json::from_str(&ws.read("workflows/data/sample/manifest.json")).unwrap();

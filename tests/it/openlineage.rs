@@ -16,10 +16,6 @@ use serde_json::Value as Json;
 
 use crate::common::*;
 
-fn repo() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
 const FILE_TRANSPORT: &str =
     "[openlineage]\ntransport = \"file\"\npath = \"out/events.jsonl\"\nnamespace = \"recs\"\n";
 
@@ -129,19 +125,6 @@ fn end_of<'a>(events: &'a [Json], job: &str) -> &'a Json {
         .unwrap_or_else(|| panic!("no end event of {job}"))
 }
 
-fn flagship(ws: &Ws) {
-    for f in ["events.csv", "items.csv", "manifest.json"] {
-        let to = ws.path().join("workflows/data/sample").join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join("workflows/data/sample").join(f), to).unwrap();
-    }
-    std::fs::copy(
-        repo().join("workflows/ecommerce-gnnr.yaml"),
-        ws.path().join("workflows/ecommerce-gnnr.yaml"),
-    )
-    .unwrap();
-}
-
 /// The flagship on the sample, trained for one epoch against one baseline, with
 /// no gate (the rest of the workflow as shipped).
 const QUICK: &[&str] = &[
@@ -156,7 +139,7 @@ const QUICK: &[&str] = &[
 #[test]
 fn a_flagship_run_and_its_cached_rerun_send_valid_events_that_connect() {
     let ws = Ws::new();
-    flagship(&ws);
+    copy_sample(&ws, "ecommerce-gnnr.yaml");
     ws.write("pedigree.toml", FILE_TRANSPORT);
     let (code, first) = ws.run_json("workflows/ecommerce-gnnr.yaml", QUICK);
     assert_eq!(code, 0, "{first}");
@@ -483,15 +466,6 @@ fn run_to(ws: &Ws, url: &str, args: &[&str]) -> std::process::Output {
         .env("OPENLINEAGE_NAMESPACE", "team")
         .output()
         .unwrap()
-}
-
-/// A port nothing listens on (bound, then let go).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The same events (export lists each run's in lifecycle order; steps that ran

@@ -3,7 +3,6 @@
 //! one remote; every way a remote can be damaged or lie ends in correct outputs,
 //! a warning, nothing lost and `verify` clean.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -110,14 +109,6 @@ impl Drop for Moto {
     fn drop(&mut self) {
         self.stop();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The remote under test, with raw access for tampering.

@@ -189,6 +189,35 @@ impl Ws {
     }
 }
 
+/// The repository (for the shipped workflows and sample data).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The bundled sample (`workflows/data/sample/`) and the shipped `workflows/WORKFLOW`
+/// into the workspace.
+pub fn copy_sample(ws: &Ws, workflow: &str) {
+    for f in ["events.csv", "items.csv", "manifest.json"] {
+        let to = ws.path().join("workflows/data/sample").join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join("workflows/data/sample").join(f), to).unwrap();
+    }
+    std::fs::copy(
+        repo().join("workflows").join(workflow),
+        ws.path().join("workflows").join(workflow),
+    )
+    .unwrap();
+}
+
+/// A port on 127.0.0.1 nothing listens on (bound, then let go).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 /// step name → status, from a `run --json` result.
 pub fn statuses(json: &Json) -> Vec<(String, String)> {
     json["steps"]

@@ -20,7 +20,6 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::watch;
@@ -28,7 +27,7 @@ use tokio::sync::watch;
 use super::cache::BoxFuture;
 use crate::steps::exec::{self, Exit, ProgressFn};
 use crate::steps::protocol::Request;
-use crate::steps::sandbox::{Policy, Sandbox};
+use crate::steps::sandbox::{self, Policy};
 
 /// Everything needed to run one step, decided before it runs.
 #[derive(Debug, Clone)]
@@ -94,8 +93,6 @@ pub struct Outcome {
 /// A step that could not be run at all.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    #[error("cannot set up the file sandbox: {0}")]
-    Sandbox(#[source] std::io::Error),
     #[error("cannot start `{program}`: {source}")]
     Start {
         program: String,
@@ -125,23 +122,18 @@ impl Executor for LocalExecutor {
     ) -> BoxFuture<'a, Result<Outcome, ExecError>> {
         Box::pin(async move {
             let mut warnings = Vec::new();
-            let sandbox = match &inv.sandbox {
-                None => None,
-                Some(policy) => match Sandbox::new(policy) {
-                    Ok(Some(s)) => Some(Arc::new(s)),
-                    Ok(None) => {
-                        static WARNED: std::sync::Once = std::sync::Once::new();
-                        WARNED.call_once(|| {
-                            warnings.push(
-                                "this kernel has no Landlock: plugins run without the file sandbox"
-                                    .to_owned(),
-                            );
-                        });
-                        None
-                    }
-                    Err(e) => return Err(ExecError::Sandbox(e)),
-                },
-            };
+            // The supervisor builds and applies the ruleset; a failure there is
+            // the step's exit 127 with the reason on its stderr.
+            let sandbox = inv.sandbox.as_ref().filter(|_| sandbox::available());
+            if inv.sandbox.is_some() && sandbox.is_none() {
+                static WARNED: std::sync::Once = std::sync::Once::new();
+                WARNED.call_once(|| {
+                    warnings.push(
+                        "this kernel has no Landlock: plugins run without the file sandbox"
+                            .to_owned(),
+                    );
+                });
+            }
             let started = SystemTime::now();
             let clock = Instant::now();
             let outcome = exec::run(exec::Invocation {

@@ -29,8 +29,9 @@ pub struct Invocation<'a> {
     pub timeout: Duration,
     pub log_path: PathBuf,
     pub cancel: watch::Receiver<bool>,
-    /// Confine the process's file access (see [`super::sandbox`]).
-    pub sandbox: Option<Arc<super::sandbox::Sandbox>>,
+    /// Confine the process's file access (see [`super::sandbox`]): applied by
+    /// the supervisor, or here between fork and exec when there is none.
+    pub sandbox: Option<&'a super::sandbox::Policy>,
     /// How to start the supervisor ([`super::supervise::command`]). Without it
     /// the command runs directly: its process group is still taken down, but a
     /// daemon that leaves the group, or outlives a SIGKILLed orchestrator, escapes.
@@ -172,19 +173,37 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
     let supervised = inv.supervisor.is_some();
     let mut cmd = match inv.supervisor {
         Some(prefix) => {
-            let mut c = Command::new(&prefix[0]);
-            c.args(&prefix[1..])
-                .arg("--parent")
-                .arg(std::process::id().to_string())
-                .arg("--grace-ms")
-                .arg(KILL_GRACE.as_millis().to_string())
-                .arg("--")
-                .args(inv.argv);
+            let line = super::supervise::command_line(
+                prefix,
+                std::process::id(),
+                KILL_GRACE,
+                inv.sandbox,
+                inv.argv,
+            );
+            let mut c = Command::new(&line[0]);
+            c.args(&line[1..]);
             c
         }
         None => {
             let mut c = Command::new(&inv.argv[0]);
             c.args(&inv.argv[1..]);
+            // No supervisor to arm a death signal or apply the sandbox: both
+            // happen here, between fork and exec. SIGKILL, as a bare command
+            // cannot be trusted to clean up on a catchable signal.
+            let sandbox = match inv.sandbox {
+                Some(policy) => super::sandbox::Sandbox::new(policy)?,
+                None => None,
+            };
+            // SAFETY: prctl and the Landlock calls are async-signal-safe.
+            unsafe {
+                c.pre_exec(move || {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    if let Some(s) = &sandbox {
+                        s.restrict_self()?;
+                    }
+                    Ok(())
+                });
+            }
             c
         }
     };
@@ -198,25 +217,9 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
         // A supervisor is stopped with SIGTERM (below), never killed outright:
         // killing it would orphan the tree it owns.
         .kill_on_drop(!supervised);
-    // The death signal: the kernel sends it when the thread that spawned the child
-    // dies, so a killed orchestrator leaves no step behind. A supervisor gets the
-    // catchable SIGTERM and cleans up; a bare command gets SIGKILL.
-    let death = if supervised {
-        libc::SIGTERM
-    } else {
-        libc::SIGKILL
-    };
-    let sandbox = inv.sandbox.clone();
-    // SAFETY: prctl and the Landlock calls are async-signal-safe.
-    unsafe {
-        cmd.pre_exec(move || {
-            libc::prctl(libc::PR_SET_PDEATHSIG, death);
-            if let Some(s) = &sandbox {
-                s.restrict_self()?;
-            }
-            Ok(())
-        });
-    }
+    // A supervised spawn runs no code between fork and exec (the supervisor arms
+    // its own death signal and applies the sandbox), so std starts it with
+    // posix_spawn rather than a fork of this process.
     let mut child = cmd.spawn()?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut guard = StopOnDrop((supervised && pgid > 0).then_some(pgid));
@@ -478,9 +481,7 @@ mod tests {
                 .to_vec(),
             list: vec![],
         };
-        i.sandbox = crate::steps::sandbox::Sandbox::new(&policy)
-            .unwrap()
-            .map(Arc::new);
+        i.sandbox = Some(&policy);
         let o = run(i).await.unwrap();
         assert_eq!(o.exit, Exit::Code(2), "{}", o.stderr_tail);
         assert!(o.stderr_tail.starts_with("ok\n"), "{}", o.stderr_tail);

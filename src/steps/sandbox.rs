@@ -11,9 +11,10 @@
 //! - read and write existing devices (`/dev/null`, ttys).
 //!
 //! Everything else, the user's home, other workspaces and `/tmp` among them, gives
-//! `EACCES`. The ruleset is built in the parent; the child only calls `prctl` and
-//! `landlock_restrict_self` between `fork` and `exec`. On kernels without Landlock
-//! the step runs unconfined and the run says so once.
+//! `EACCES`. The step supervisor ([`super::supervise`]) builds the ruleset from
+//! its command line and, between its own `fork` and the step's `exec`, calls only
+//! `prctl` and `landlock_restrict_self`. On kernels without Landlock the step
+//! runs unconfined and the run says so once.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -68,6 +69,12 @@ pub fn abi() -> Option<i64> {
         )
     };
     (v > 0).then_some(v)
+}
+
+/// Whether this kernel offers Landlock (probed once per process).
+pub fn available() -> bool {
+    static AVAILABLE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AVAILABLE.get_or_init(|| abi().is_some())
 }
 
 fn open_path(p: &Path) -> std::io::Result<OwnedFd> {

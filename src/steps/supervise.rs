@@ -8,7 +8,13 @@
 //! - it is a *child subreaper*, so every descendant the step orphans (a
 //!   double-forked daemon included) is re-parented to it, not to init;
 //! - its own death signal is SIGTERM, which it can catch: when the orchestrator
-//!   dies, however it dies, the supervisor is told and takes the tree down;
+//!   dies, however it dies, the supervisor is told and takes the tree down; it
+//!   arms that signal itself, so the orchestrator starts it without running any
+//!   code between fork and exec (std then spawns with `posix_spawn`, which does
+//!   not copy the orchestrator's large address space for every step);
+//! - it applies the step's Landlock sandbox ([`super::sandbox`]) to the step
+//!   alone, between its own fork and the step's exec: the supervisor stays
+//!   unconfined, so it can still read `/proc` for the processes it adopts;
 //! - when the step's main process exits, or after the grace period that follows a
 //!   SIGTERM, it SIGKILLs the step's process group and every process re-parented
 //!   to it, generation by generation, until it has no child left;
@@ -20,9 +26,12 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+use super::sandbox::{Policy, Sandbox};
 
 /// Exit status when the step cannot be started (as a shell reports it).
 pub const CANNOT_START: u8 = 127;
@@ -49,40 +58,135 @@ pub fn command() -> Option<&'static [OsString]> {
         .as_deref()
 }
 
-/// Entry point from a command line: `--parent PID --grace-ms MS -- ARGV…`.
-pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+/// What one supervisor is asked to do, as its command line says it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The orchestrator's pid: if it is gone by the time we start, nothing runs.
+    pub parent: i32,
+    /// Time between passing on a stop (SIGTERM) and killing the tree.
+    pub grace: Duration,
+    /// The file sandbox to confine the step to, applied to the step alone.
+    pub sandbox: Option<Policy>,
+    pub program: OsString,
+    pub args: Vec<OsString>,
+}
+
+/// The command line that starts a supervisor (`prefix`, from [`command`]) for
+/// `argv`: `--parent PID --grace-ms MS [--sandbox [--read P]… [--write P]…
+/// [--list P]…] -- ARGV…`. Paths travel as arguments, never through a shell.
+pub fn command_line(
+    prefix: &[OsString],
+    parent: u32,
+    grace: Duration,
+    sandbox: Option<&Policy>,
+    argv: &[String],
+) -> Vec<OsString> {
+    let mut line: Vec<OsString> = prefix.to_vec();
+    line.extend([
+        "--parent".into(),
+        parent.to_string().into(),
+        "--grace-ms".into(),
+        grace.as_millis().to_string().into(),
+    ]);
+    if let Some(p) = sandbox {
+        line.push("--sandbox".into());
+        for (flag, paths) in [
+            ("--read", &p.read),
+            ("--write", &p.read_write),
+            ("--list", &p.list),
+        ] {
+            for path in paths {
+                line.push(flag.into());
+                line.push(path.clone().into_os_string());
+            }
+        }
+    }
+    line.push("--".into());
+    line.extend(argv.iter().map(OsString::from));
+    line
+}
+
+/// Read a supervisor's command line (the arguments after the program name).
+pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut args = args.into_iter();
-    let number = |v: Option<OsString>| v?.to_str()?.parse::<u64>().ok();
-    let (mut parent, mut grace, mut separated) = (None, None, false);
+    let (mut parent, mut grace, mut sandbox) = (None, None, None::<Policy>);
+    let mut paths: Vec<(&'static str, PathBuf)> = Vec::new();
+    let mut separated = false;
     while let Some(a) = args.next() {
-        match a.to_str() {
-            Some("--parent") => parent = number(args.next()).and_then(|p| i32::try_from(p).ok()),
-            Some("--grace-ms") => grace = number(args.next()).map(Duration::from_millis),
-            Some("--") => {
+        let flag = a.to_str().unwrap_or_default();
+        let mut value = || args.next().ok_or_else(|| format!("`{flag}` needs a value"));
+        let number = |v: OsString| {
+            v.to_str()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| format!("`{flag}` needs a number"))
+        };
+        match flag {
+            "--parent" => {
+                let p = number(value()?)?;
+                parent = Some(i32::try_from(p).map_err(|_| format!("no such pid {p}"))?);
+            }
+            "--grace-ms" => grace = Some(Duration::from_millis(number(value()?)?)),
+            "--sandbox" => sandbox = Some(Policy::default()),
+            "--read" => paths.push(("--read", value()?.into())),
+            "--write" => paths.push(("--write", value()?.into())),
+            "--list" => paths.push(("--list", value()?.into())),
+            "--" => {
                 separated = true;
                 break;
             }
-            // Anything else: not our command line.
-            _ => break,
+            other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    let argv: Vec<OsString> = args.collect();
-    match (separated, parent, grace, argv.split_first()) {
-        (true, Some(p), Some(g), Some((program, rest))) => supervise(p, g, program, rest),
-        _ => {
+    if let Some(policy) = &mut sandbox {
+        for (flag, path) in paths {
+            match flag {
+                "--read" => policy.read.push(path),
+                "--write" => policy.read_write.push(path),
+                _ => policy.list.push(path),
+            }
+        }
+    } else if let Some((flag, _)) = paths.first() {
+        return Err(format!("`{flag}` is only meaningful after `--sandbox`"));
+    }
+    let (Some(parent), Some(grace)) = (parent, grace) else {
+        return Err("`--parent` and `--grace-ms` are required".into());
+    };
+    let mut argv = args;
+    let program = match (separated, argv.next()) {
+        (true, Some(p)) => p,
+        _ => return Err("no command after `--`".into()),
+    };
+    Ok(Request {
+        parent,
+        grace,
+        sandbox,
+        program,
+        args: argv.collect(),
+    })
+}
+
+/// Entry point from a command line (see [`command_line`]).
+pub fn main_from_args(args: impl IntoIterator<Item = OsString>) -> ExitCode {
+    match parse(args) {
+        Ok(req) => supervise(req),
+        Err(e) => {
             eprintln!(
-                "usage: pedigree-supervise --parent PID --grace-ms MS -- COMMAND [ARG…] (started by `pedigree run`, not by people)"
+                "pedigree-supervise: {e}\nusage: pedigree-supervise --parent PID --grace-ms MS [--sandbox [--read DIR]… [--write DIR]… [--list DIR]…] -- COMMAND [ARG…] (started by `pedigree run`, not by people)"
             );
             ExitCode::from(2)
         }
     }
 }
 
-/// Run `program` with `args` under supervision. `parent` is the orchestrator's
-/// pid: if it is already gone, nothing starts.
-fn supervise(parent: i32, grace: Duration, program: &OsString, args: &[OsString]) -> ExitCode {
+/// Run the requested command under supervision.
+fn supervise(req: Request) -> ExitCode {
     // SAFETY: plain prctl/sigprocmask calls on this single-threaded process.
     let signals = unsafe {
+        // Our own death signal: told (catchably) when the orchestrator dies,
+        // however it dies. Armed here rather than between the orchestrator's fork
+        // and exec, so the orchestrator can start us without running code in
+        // the child (a vfork-style spawn, not a fork of a large process).
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
         libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -92,28 +196,47 @@ fn supervise(parent: i32, grace: Duration, program: &OsString, args: &[OsString]
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     };
-    // The death signal was armed before exec; if the orchestrator died before
-    // that, we were re-parented already and must not start anything.
+    // If the orchestrator died before the death signal was armed, we were
+    // re-parented already and must not start anything.
     // SAFETY: getppid cannot fail.
-    if unsafe { libc::getppid() } != parent {
+    if unsafe { libc::getppid() } != req.parent {
         return ExitCode::from(CANNOT_START);
     }
+    // The ruleset confines the step, not us: we still read `/proc` to find the
+    // processes we adopt.
+    let sandbox = match req.sandbox.as_ref().map(Sandbox::new) {
+        None => None,
+        Some(Ok(Some(s))) => Some(s),
+        Some(Ok(None)) => {
+            eprintln!("cannot set up the file sandbox: this kernel has no Landlock");
+            return ExitCode::from(CANNOT_START);
+        }
+        Some(Err(e)) => {
+            eprintln!("cannot set up the file sandbox: {e}");
+            return ExitCode::from(CANNOT_START);
+        }
+    };
+    let program = &req.program;
     let mut cmd = std::process::Command::new(program);
-    cmd.args(args).process_group(0);
-    // The step must not inherit our blocked signals (SIGTERM above all).
-    // SAFETY: sigemptyset and sigprocmask are async-signal-safe.
+    cmd.args(&req.args).process_group(0);
+    // The step must not inherit our blocked signals (SIGTERM above all), and
+    // gets the sandbox.
+    // SAFETY: sigemptyset, sigprocmask, prctl and the Landlock call are
+    // async-signal-safe.
     unsafe {
-        cmd.pre_exec(|| {
+        cmd.pre_exec(move || {
             let mut none: libc::sigset_t = std::mem::zeroed();
             libc::sigemptyset(&mut none);
             if libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut()) != 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            if let Some(s) = &sandbox {
+                s.restrict_self()?;
+            }
             Ok(())
         });
     }
-    let child = cmd.spawn();
-    let pid = match child {
+    let pid = match cmd.spawn() {
         Ok(c) => c.id() as i32,
         Err(e) => {
             eprintln!("cannot start `{}`: {e}", program.to_string_lossy());
@@ -139,7 +262,7 @@ fn supervise(parent: i32, grace: Duration, program: &OsString, args: &[OsString]
                 // give the step its grace period.
                 // SAFETY: signalling the step's own group.
                 unsafe { libc::killpg(pid, libc::SIGTERM) };
-                deadline.get_or_insert_with(|| Instant::now() + grace);
+                deadline.get_or_insert_with(|| Instant::now() + req.grace);
             }
             _ => {
                 tree.reap();
@@ -262,4 +385,85 @@ fn parent_of(pid: i32) -> Option<i32> {
     // `pid (comm) state ppid …`; comm may hold spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn os(v: &[&str]) -> Vec<OsString> {
+        v.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn a_command_line_reads_back_as_the_request_it_was_made_from() {
+        let policy = Policy {
+            read_write: vec![PathBuf::from("/ws/.pedigree/tmp/s")],
+            read: vec![PathBuf::from("/usr"), PathBuf::from("/a dir/with space")],
+            list: vec![PathBuf::from("/ws")],
+        };
+        let argv = ["python3".to_owned(), "--read".to_owned(), "-".to_owned()];
+        for sandbox in [None, Some(&policy)] {
+            let line = command_line(
+                &os(&["/bin/pedigree-supervise"]),
+                42,
+                Duration::from_millis(3000),
+                sandbox,
+                &argv,
+            );
+            assert_eq!(line[0], "/bin/pedigree-supervise");
+            let req = parse(line.into_iter().skip(1)).unwrap();
+            assert_eq!(
+                req,
+                Request {
+                    parent: 42,
+                    grace: Duration::from_millis(3000),
+                    sandbox: sandbox.cloned(),
+                    program: "python3".into(),
+                    // The step's own flags are not read as ours.
+                    args: os(&["--read", "-"]),
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_command_line_is_refused_with_what_is_wrong() {
+        let cases: &[(&[&str], &str)] = &[
+            (
+                &["--parent", "1", "--grace-ms", "5"],
+                "no command after `--`",
+            ),
+            (&["--parent", "1", "--", "sh"], "`--grace-ms` are required"),
+            (
+                &["--parent", "x", "--grace-ms", "5", "--", "sh"],
+                "`--parent` needs a number",
+            ),
+            (
+                &["--parent", "1", "--grace-ms"],
+                "`--grace-ms` needs a value",
+            ),
+            (
+                &[
+                    "--parent",
+                    "1",
+                    "--grace-ms",
+                    "5",
+                    "--read",
+                    "/",
+                    "--",
+                    "sh",
+                ],
+                "only meaningful after `--sandbox`",
+            ),
+            (
+                &["--parent", "1", "--grace-ms", "5", "--bogus", "--", "sh"],
+                "unknown argument `--bogus`",
+            ),
+        ];
+        for (line, want) in cases {
+            let e = parse(os(line)).unwrap_err();
+            assert!(e.contains(want), "{line:?}: {e}");
+        }
+    }
 }

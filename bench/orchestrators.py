@@ -387,11 +387,20 @@ def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str],
 
     # Cold runs, each rep paired with the same step commands run directly right after it, so
     # that cold - work compares two figures taken under the same machine load.
+    #
+    # The previous rep's workspace is set aside (a rename), not deleted: the whole temp folder
+    # goes at the end. On ext4 without a journal (these VMs' root file system) every new inode
+    # is searched for among the inodes deleted in the last 60-300 s, so deleting a 1000-step
+    # workspace right before a rep made every file that rep created slower: the bench's own
+    # cleanup was charged to the next timed run, and to whichever build ran after it.
+    trash = tmp / "set-aside"
+    trash.mkdir(exist_ok=True)
     for key, (wf, _build, steps) in specs.items():
         template, ws = root / "templates" / key, root / f"ws-{key}"
         cold, direct = [], []
         for i in range(reps):
-            shutil.rmtree(ws, ignore_errors=True)
+            if ws.exists():
+                ws.rename(trash / f"{tool}-{key}-{i}")
             shutil.copytree(template, ws, symlinks=True)
             cold.append(ped.run(ws, wf, steps, set(steps), f"cold {key}"))
             direct.append(time_cmds(work[key], scratch))

@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, watch};
 use super::cache::{self, CacheStatus, CheckMode, KeyLock, Offer, ResultCache};
 use super::events::{Event, FROM_RESULT_CACHE, StepResult, StepStatus};
 use super::executor::Executor;
-use super::invoke::{StepDone, StepFailed, invoke};
+use super::invoke::{ScratchPool, StepDone, StepFailed, invoke};
 use super::key::KeyManifest;
 use super::plan::{Artifact, Outputs};
 use super::resolve::{Resolved, ResolvedStep};
@@ -33,6 +33,8 @@ pub struct Ctx {
     pub cancel: watch::Receiver<bool>,
     pub executor: Arc<dyn Executor>,
     pub cache: Arc<dyn ResultCache>,
+    /// The run's scratch folders, reused from step to step.
+    pub scratch: Arc<ScratchPool>,
 }
 
 /// A step about to execute: everything decided before it runs.
@@ -183,7 +185,7 @@ pub async fn execute(ctx: &Ctx, planned: Planned) -> (StepResult, Outputs) {
             (
                 StepStatus::Succeeded,
                 None,
-                invoke(ctx, step, id, &manifest, &inputs).await,
+                invoke(ctx, step, &manifest, &inputs).await,
             )
         }
     };

@@ -3,7 +3,7 @@
 //! declares + pedigree's fixed variables), the request ([`Request`]), the run
 //! through the [`Executor`], the output-shape check, and storing the outputs.
 //!
-//! The scratch folder of a step run, `.pedigree/tmp/step-ID-PID/`:
+//! The scratch folder of a step run, `.pedigree/tmp/scratch-PID-N/`:
 //!
 //! ```text
 //! in/        one link (or folder of links) per input slot, under the artifact's name
@@ -13,11 +13,14 @@
 //! request.json, log
 //! ```
 //!
-//! It is removed when the step ends, whatever the outcome: what is kept was
-//! copied into the store.
+//! It is emptied when the step ends, whatever the outcome (what is kept was
+//! copied into the store), and the next step of the run reuses it
+//! ([`ScratchPool`]); the run removes its scratch folders when it ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value as Json;
 
@@ -63,23 +66,21 @@ pub struct Scratch {
     pub root: PathBuf,
 }
 
+/// The scratch folder's subfolders, made once and kept from step to step.
+const SUBFOLDERS: [&str; 4] = ["in", "work", "tmp", "out"];
+
 impl Scratch {
-    pub fn new(tmp_dir: &Path, step_run_id: i64) -> Scratch {
-        Scratch {
-            root: tmp_dir.join(format!("step-{step_run_id}-{}", std::process::id())),
-        }
-    }
     pub fn inputs(&self) -> PathBuf {
-        self.root.join("in")
+        self.root.join(SUBFOLDERS[0])
     }
     pub fn work(&self) -> PathBuf {
-        self.root.join("work")
+        self.root.join(SUBFOLDERS[1])
     }
     pub fn tmp(&self) -> PathBuf {
-        self.root.join("tmp")
+        self.root.join(SUBFOLDERS[2])
     }
     pub fn outputs(&self) -> PathBuf {
-        self.root.join("out")
+        self.root.join(SUBFOLDERS[3])
     }
     pub fn request(&self) -> PathBuf {
         self.root.join("request.json")
@@ -87,6 +88,113 @@ impl Scratch {
     pub fn log(&self) -> PathBuf {
         self.root.join("log")
     }
+}
+
+/// The scratch folders of one run, reused from step to step.
+///
+/// On ext4 without a journal every new inode is searched for past the inodes
+/// deleted in the last 60-300 s, so every file or folder a step run makes and
+/// removes slows every later one, and the per-step cost grew with the number of
+/// steps already run (`bench/orchestrators.py`, cold 1000 steps; perf puts most
+/// of the orchestrator's CPU in `find_inode_bit`). Five of those were the
+/// folders of each step's scratch. A step's folder is now emptied, not removed, and the next step gets
+/// it: what a step leaves behind never reaches the next one, and a folder that
+/// is not exactly as it was made (a subfolder replaced by a link, a file that
+/// cannot be removed) is removed instead of reused.
+#[derive(Debug)]
+pub struct ScratchPool {
+    /// `.pedigree/tmp/`.
+    dir: PathBuf,
+    idle: Mutex<Vec<Scratch>>,
+    made: AtomicUsize,
+}
+
+impl ScratchPool {
+    pub fn new(tmp_dir: PathBuf) -> ScratchPool {
+        ScratchPool {
+            dir: tmp_dir,
+            idle: Mutex::new(Vec::new()),
+            made: AtomicUsize::new(0),
+        }
+    }
+
+    /// An empty scratch folder with its subfolders: an idle one, else a new one.
+    pub fn take(&self) -> std::io::Result<Scratch> {
+        if let Some(s) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+            return Ok(s);
+        }
+        let n = self.made.fetch_add(1, Ordering::Relaxed);
+        let s = Scratch {
+            root: self.dir.join(format!("scratch-{}-{n}", std::process::id())),
+        };
+        for d in [s.inputs(), s.work(), s.tmp(), s.outputs()] {
+            std::fs::create_dir_all(&d)?;
+        }
+        Ok(s)
+    }
+
+    /// Empty `s` for the next step, or remove it if it cannot be reused.
+    pub fn give_back(&self, s: Scratch) {
+        match (empty_scratch(&s.root), self.idle.lock()) {
+            (Ok(()), Ok(mut idle)) => idle.push(s),
+            _ => {
+                let _ = remove_scratch(&s.root);
+            }
+        }
+    }
+}
+
+impl Drop for ScratchPool {
+    fn drop(&mut self) {
+        if let Ok(idle) = self.idle.get_mut() {
+            for s in idle.drain(..) {
+                let _ = remove_scratch(&s.root);
+            }
+        }
+    }
+}
+
+/// Remove everything under `root` but its (emptied) subfolders, which get their
+/// original mode back. Links are removed, never followed. An error when `root`
+/// is not as [`ScratchPool::take`] made it.
+fn empty_scratch(root: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let clear = |entry: std::fs::DirEntry| -> std::io::Result<()> {
+        if entry.file_type()?.is_dir() {
+            remove_scratch(&entry.path())
+        } else {
+            std::fs::remove_file(entry.path())
+        }
+    };
+    for d in [root].into_iter().chain(
+        SUBFOLDERS
+            .map(|d| root.join(d))
+            .iter()
+            .map(PathBuf::as_path),
+    ) {
+        let meta = std::fs::symlink_metadata(d)?;
+        if !meta.is_dir() {
+            return Err(std::io::Error::other(format!(
+                "{} is not a folder",
+                d.display()
+            )));
+        }
+        if meta.permissions().mode() & 0o7777 != 0o755 {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        }
+    }
+    for entry in std::fs::read_dir(root)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if SUBFOLDERS.iter().any(|d| name == *d) {
+            for inner in std::fs::read_dir(entry.path())? {
+                clear(inner?)?;
+            }
+        } else {
+            clear(entry)?;
+        }
+    }
+    Ok(())
 }
 
 /// The variables pedigree itself sets for every step (besides the per-slot and
@@ -228,9 +336,6 @@ fn prepare(
             "cannot prepare the step's scratch folder ({what}): {e}"
         ))
     };
-    for d in [scratch.work(), scratch.tmp(), scratch.outputs()] {
-        std::fs::create_dir_all(&d).map_err(|e| io("create", &e))?;
-    }
     let in_paths = input_paths(scratch, inputs);
     for (slot, art) in inputs {
         store
@@ -357,13 +462,19 @@ fn output_problem(path: &Path, dir: bool) -> Option<&'static str> {
 pub async fn invoke(
     ctx: &Ctx,
     step: &ResolvedStep,
-    step_run_id: i64,
     manifest: &KeyManifest,
     inputs: &BTreeMap<String, Artifact>,
 ) -> Result<StepDone, StepFailed> {
     let store = &ctx.ws.store;
-    let scratch = Scratch::new(&store.tmp_dir(), step_run_id);
-    let guard = ScratchGuard(scratch.root.clone());
+    let scratch = ctx.scratch.take().map_err(|e| {
+        StepFailed::new(format!(
+            "cannot prepare the step's scratch folder (create): {e}"
+        ))
+    })?;
+    let guard = ScratchGuard {
+        pool: &ctx.scratch,
+        scratch: Some(scratch.clone()),
+    };
     let (inv, secrets) = prepare(ctx, step, &scratch, manifest, inputs)?;
     let ctl = Control {
         cancel: ctx.cancel.clone(),
@@ -514,12 +625,18 @@ pub fn params_text(manifest: &KeyManifest) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Removes a step's scratch folder when dropped (it was copied into the store).
-struct ScratchGuard(PathBuf);
+/// Gives a step's scratch folder back to the pool when dropped (what the step
+/// made that is kept was copied into the store).
+struct ScratchGuard<'a> {
+    pool: &'a ScratchPool,
+    scratch: Option<Scratch>,
+}
 
-impl Drop for ScratchGuard {
+impl Drop for ScratchGuard<'_> {
     fn drop(&mut self) {
-        let _ = remove_scratch(&self.0);
+        if let Some(s) = self.scratch.take() {
+            self.pool.give_back(s);
+        }
     }
 }
 
@@ -653,5 +770,83 @@ mod tests {
         assert_eq!(p["a"], PathBuf::from("/s/in/a-x.csv"));
         assert_eq!(p["b"], PathBuf::from("/s/in/b-x.csv"));
         assert_eq!(p["c"], PathBuf::from("/s/in/y.csv"));
+    }
+
+    /// Every path under `root`, relative, sorted.
+    fn tree(root: &Path) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut todo = vec![root.to_owned()];
+        while let Some(d) = todo.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let e = e.unwrap();
+                out.push(e.path().strip_prefix(root).unwrap().display().to_string());
+                if e.file_type().unwrap().is_dir() {
+                    todo.push(e.path());
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_scratch_folder_is_reused_empty_whatever_the_step_left_in_it() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep.txt"), "x").unwrap();
+        let pool = ScratchPool::new(tmp.path().to_owned());
+        let s = pool.take().unwrap();
+        assert_eq!(tree(&s.root), ["in", "out", "tmp", "work"]);
+        // What a step may leave: files and folders everywhere, a read-only
+        // folder, a link out of the scratch folder, a subfolder made private.
+        std::fs::write(s.request(), "{}").unwrap();
+        std::fs::write(s.log(), "log").unwrap();
+        std::fs::create_dir_all(s.work().join("a/b")).unwrap();
+        std::fs::write(s.work().join("a/b/c.txt"), "c").unwrap();
+        std::fs::set_permissions(s.work().join("a"), std::fs::Permissions::from_mode(0o500))
+            .unwrap();
+        std::os::unix::fs::symlink(outside.path(), s.tmp().join("link")).unwrap();
+        std::fs::write(s.outputs().join("out.csv"), "o").unwrap();
+        std::fs::set_permissions(s.inputs(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let root = s.root.clone();
+        pool.give_back(s);
+        let again = pool.take().unwrap();
+        assert_eq!(again.root, root, "the folder is reused");
+        assert_eq!(tree(&again.root), ["in", "out", "tmp", "work"]);
+        let mode = std::fs::metadata(again.inputs())
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o755);
+        assert!(
+            outside.path().join("keep.txt").exists(),
+            "links are not followed"
+        );
+        // A second step at the same time gets a folder of its own.
+        let other = pool.take().unwrap();
+        assert_ne!(other.root, again.root);
+        pool.give_back(other);
+        pool.give_back(again);
+        drop(pool);
+        assert!(tree(tmp.path()).is_empty(), "the run removes its folders");
+    }
+
+    #[test]
+    fn a_scratch_folder_whose_subfolder_became_a_link_is_removed_not_reused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("keep.txt"), "x").unwrap();
+        let pool = ScratchPool::new(tmp.path().to_owned());
+        let s = pool.take().unwrap();
+        std::fs::remove_dir(s.work()).unwrap();
+        std::os::unix::fs::symlink(outside.path(), s.work()).unwrap();
+        let root = s.root.clone();
+        pool.give_back(s);
+        assert!(!root.exists(), "removed");
+        assert!(outside.path().join("keep.txt").exists(), "not followed");
+        let fresh = pool.take().unwrap();
+        assert_ne!(fresh.root, root);
+        assert_eq!(tree(&fresh.root), ["in", "out", "tmp", "work"]);
     }
 }

@@ -238,6 +238,7 @@ pub async fn run(
         cancel: cancel.clone(),
         executor: opts.backends.executor.clone(),
         cache: opts.backends.cache.clone(),
+        scratch: Arc::new(super::invoke::ScratchPool::new(ws.store.tmp_dir())),
     };
 
     let mut board = Board::new(dag, roles, resolved.steps.iter().map(|s| &s.inputs));

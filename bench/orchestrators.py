@@ -365,25 +365,32 @@ def direct_work(root: Path, scratch: Path) -> dict[str, list]:
 
 
 def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str],
-                   tool: str = "pedigree", binary: Path | None = None) -> None:
-    """Every pedigree scenario with `binary` (default `--pedigree`), recorded as `tool`:
-    "pedigree", or "baseline" for `--baseline BIN` (an older build, same invocation)."""
-    ped = Pedigree(binary or args.pedigree)
-    root = tmp / tool
+                   builds: list[tuple[str, Path]]) -> None:
+    """Every pedigree scenario with each of `builds` ((tool, binary): "pedigree" for
+    `--pedigree`, plus "baseline" for `--baseline BIN`, an older build). The builds take
+    turns rep by rep, the first one alternating, so that both see the same machine and the
+    same file-system state: the figures of a cold run depend on what ran just before it."""
     reps = args.reps
-
     specs = {
         "linear": ("linear", lambda ws: build_linear(ws, raw), list(STAGES)),
         "wide": ("wide", lambda ws: build_wide(ws, shards), join_slots() + ["join"]),
         "1000": ("steps1000", lambda ws: build_1000(ws, shards), chain_steps()),
     }
     assert len(specs["1000"][2]) == 1000
-    for key, (_wf, build, _steps) in specs.items():
-        build(root / "templates" / key)
-    scratch = root / "direct"
-    scratch.mkdir(parents=True, exist_ok=True)
-    work = direct_work(root, scratch)
-    time_cmds(work["wide"], scratch)  # creates every shard output the join reads
+    peds, work = {}, {}
+    for tool, binary in builds:
+        root = tmp / tool
+        for key, (_wf, build, _steps) in specs.items():
+            build(root / "templates" / key)
+        scratch = root / "direct"
+        scratch.mkdir(parents=True, exist_ok=True)
+        work[tool] = (direct_work(root, scratch), scratch)
+        time_cmds(work[tool][0]["wide"], scratch)  # creates every shard output the join reads
+        peds[tool] = Pedigree(binary)
+
+    def turns(i: int) -> list[str]:
+        order = [tool for tool, _ in builds]
+        return order if i % 2 == 0 else order[::-1]
 
     # Cold runs, each rep paired with the same step commands run directly right after it, so
     # that cold - work compares two figures taken under the same machine load.
@@ -392,56 +399,69 @@ def bench_pedigree(args, tmp: Path, res: Results, raw: Path, shards: list[str],
     # goes at the end. On ext4 without a journal (these VMs' root file system) every new inode
     # is searched for among the inodes deleted in the last 60-300 s, so deleting a 1000-step
     # workspace right before a rep made every file that rep created slower: the bench's own
-    # cleanup was charged to the next timed run, and to whichever build ran after it.
+    # cleanup was charged to the next timed run.
     trash = tmp / "set-aside"
     trash.mkdir(exist_ok=True)
     for key, (wf, _build, steps) in specs.items():
-        template, ws = root / "templates" / key, root / f"ws-{key}"
-        cold, direct = [], []
+        cold = {tool: [] for tool in peds}
+        direct = {tool: [] for tool in peds}
         for i in range(reps):
-            if ws.exists():
-                ws.rename(trash / f"{tool}-{key}-{i}")
-            shutil.copytree(template, ws, symlinks=True)
-            cold.append(ped.run(ws, wf, steps, set(steps), f"cold {key}"))
-            direct.append(time_cmds(work[key], scratch))
-            log(f"{tool} cold {key}: rep {i + 1}/{reps}: {cold[-1] * 1000:.1f} ms "
-                f"(step commands alone {direct[-1] * 1000:.1f} ms)")
-        res.add(f"cold_{key}", tool, cold)
-        res.add(f"work_{key}", tool, direct)
+            for tool in turns(i):
+                template, ws = tmp / tool / "templates" / key, tmp / tool / f"ws-{key}"
+                if ws.exists():
+                    ws.rename(trash / f"{tool}-{key}-{i}")
+                shutil.copytree(template, ws, symlinks=True)
+                cold[tool].append(peds[tool].run(ws, wf, steps, set(steps), f"cold {key}"))
+                direct[tool].append(time_cmds(work[tool][0][key], work[tool][1]))
+                log(f"{tool} cold {key}: rep {i + 1}/{reps}: {cold[tool][-1] * 1000:.1f} ms "
+                    f"(step commands alone {direct[tool][-1] * 1000:.1f} ms)")
+        for tool in peds:
+            res.add(f"cold_{key}", tool, cold[tool])
+            res.add(f"work_{key}", tool, direct[tool])
 
     # No-op reruns in the workspaces the last cold run left behind, after one untimed warm-up.
     for key, (wf, _build, steps) in specs.items():
-        ws = root / f"ws-{key}"
-        ped.run(ws, wf, steps, set(), f"warm-up no-op {key}")
-        res.add(f"noop_{key}", tool, measure(
-            f"pedigree no-op {key}", reps,
-            lambda i, ws=ws, wf=wf, steps=steps: ped.run(ws, wf, steps, set(), f"no-op {key}")))
+        noop = {tool: [] for tool in peds}
+        for tool in peds:
+            peds[tool].run(tmp / tool / f"ws-{key}", wf, steps, set(), f"warm-up no-op {key}")
+        for i in range(reps):
+            for tool in turns(i):
+                noop[tool].append(peds[tool].run(tmp / tool / f"ws-{key}", wf, steps, set(),
+                                                 f"no-op {key}"))
+                log(f"{tool} no-op {key}: rep {i + 1}/{reps}: {noop[tool][-1] * 1000:.1f} ms")
+        for tool in peds:
+            res.add(f"noop_{key}", tool, noop[tool])
 
     # One shard changed in the wide workflow: exactly s007 and join rerun, every rep.
-    ws = root / "ws-wide"
-    shard = ws / f"data/shard_{CHANGED:03d}.csv"
-    changed, direct = [], []
+    changed = {tool: [] for tool in peds}
+    direct = {tool: [] for tool in peds}
     for i in range(reps):
-        shard.write_text(changed_shard(shards[CHANGED], i))
-        changed.append(ped.run(ws, "wide", specs["wide"][2], {f"s{CHANGED:03d}", "join"}, f"change rep {i}"))
-        direct.append(time_cmds(work["change"], scratch))
-        log(f"{tool} one shard changed: rep {i + 1}/{reps}: {changed[-1] * 1000:.1f} ms "
-            f"(step commands alone {direct[-1] * 1000:.1f} ms)")
-    shard.write_text(shards[CHANGED])
-    res.add("change_wide", tool, changed)
-    res.add("work_change", tool, direct)
+        for tool in turns(i):
+            ws = tmp / tool / "ws-wide"
+            (ws / f"data/shard_{CHANGED:03d}.csv").write_text(changed_shard(shards[CHANGED], i))
+            changed[tool].append(peds[tool].run(ws, "wide", specs["wide"][2],
+                                                {f"s{CHANGED:03d}", "join"}, f"change rep {i}"))
+            direct[tool].append(time_cmds(work[tool][0]["change"], work[tool][1]))
+            log(f"{tool} one shard changed: rep {i + 1}/{reps}: {changed[tool][-1] * 1000:.1f} ms "
+                f"(step commands alone {direct[tool][-1] * 1000:.1f} ms)")
+    for tool in peds:
+        (tmp / tool / f"ws-wide/data/shard_{CHANGED:03d}.csv").write_text(shards[CHANGED])
+        res.add("change_wide", tool, changed[tool])
+        res.add("work_change", tool, direct[tool])
 
     if args.skip_big:
         return
-    ws = root / "ws-big"
-    log(f"writing a {args.big_gib:g} GiB input in {ws / 'data'} ...")
-    build_big(ws, args.big_gib)
-    dt = ped.run(ws, "big", ["peek"], {"peek"}, "cold big")
-    log(f"{tool} cold run over the {args.big_gib:g} GiB input (untimed setup): {dt * 1000:.0f} ms")
-    ped.run(ws, "big", ["peek"], set(), "warm-up no-op big")
-    res.add("noop_big", tool, measure(
-        f"pedigree no-op {args.big_gib:g} GiB", reps, lambda i: ped.run(ws, "big", ["peek"], set(), "no-op big")))
-    shutil.rmtree(ws, ignore_errors=True)
+    for tool, ped in peds.items():
+        ws = tmp / tool / "ws-big"
+        log(f"writing a {args.big_gib:g} GiB input in {ws / 'data'} ...")
+        build_big(ws, args.big_gib)
+        dt = ped.run(ws, "big", ["peek"], {"peek"}, "cold big")
+        log(f"{tool} cold run over the {args.big_gib:g} GiB input (untimed setup): {dt * 1000:.0f} ms")
+        ped.run(ws, "big", ["peek"], set(), "warm-up no-op big")
+        res.add("noop_big", tool, measure(
+            f"{tool} no-op {args.big_gib:g} GiB", reps,
+            lambda i, ped=ped, ws=ws: ped.run(ws, "big", ["peek"], set(), "no-op big")))
+        shutil.rmtree(ws, ignore_errors=True)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -702,9 +722,8 @@ def main() -> int:
     try:
         if do_ped:
             raw, shards = make_data(args.reference, tmp / "data")
-            if args.baseline:
-                bench_pedigree(args, tmp, res, raw, shards, "baseline", args.baseline.resolve())
-            bench_pedigree(args, tmp, res, raw, shards)
+            builds = [("baseline", args.baseline.resolve())] if args.baseline else []
+            bench_pedigree(args, tmp, res, raw, shards, builds + [("pedigree", args.pedigree)])
         if do_peers:
             bench_peers(args, tmp, res, meta)
         ok = True

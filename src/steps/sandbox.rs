@@ -6,8 +6,8 @@
 //!   where only `objects/` is readable (its inputs are links into it);
 //! - read and execute the system (`/usr`, `/etc`, `/proc`, …), the folders on its
 //!   `PATH` and their toolchain prefixes (the parent of a `bin`, `sbin` or `shims`
-//!   folder, so a pyenv or virtualenv interpreter finds its libraries), the `read:`
-//!   folders its manifest declares, and the step supervisor's executable;
+//!   folder, so a pyenv or virtualenv interpreter finds its libraries) and the
+//!   `read:` folders its manifest declares;
 //! - read and write existing devices (`/dev/null`, ttys).
 //!
 //! Everything else, the user's home, other workspaces and `/tmp` among them, gives
@@ -121,8 +121,9 @@ pub struct Policy {
 
 impl Policy {
     /// The policy of one step: `scratch` writable; the workspace (but not
-    /// `.pedigree/` beyond `objects/`), the system, `path_var`'s folders, `extra`
-    /// and the running executable readable.
+    /// `.pedigree/` beyond `objects/`), the system, `path_var`'s folders and
+    /// `extra` readable. (The supervisor is not confined, so its executable
+    /// needs no rule.)
     pub fn for_step(
         scratch: &Path,
         workspace: &Path,
@@ -152,12 +153,6 @@ impl Policy {
             read.push(dir);
         }
         read.extend(extra.iter().cloned());
-        // The supervisor every step runs under.
-        read.extend(
-            super::supervise::command()
-                .and_then(|c| c.first())
-                .map(PathBuf::from),
-        );
         Policy {
             read_write: vec![scratch.to_owned()],
             read,

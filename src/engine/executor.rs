@@ -88,10 +88,6 @@ pub struct Outcome {
     pub stderr_tail: String,
     /// Things the user should know that did not fail the step.
     pub warnings: Vec<String>,
-    /// Every process of the step is known to have ended (the supervisor reaped
-    /// its whole tree), so nothing can write its outputs any more and the engine
-    /// may move them into the store instead of copying them.
-    pub contained: bool,
 }
 
 /// A step that could not be run at all.
@@ -140,7 +136,6 @@ impl Executor for LocalExecutor {
             }
             let started = SystemTime::now();
             let clock = Instant::now();
-            let supervisor = crate::steps::supervise::command();
             let outcome = exec::run(exec::Invocation {
                 argv: &inv.argv,
                 cwd: &inv.cwd,
@@ -149,7 +144,7 @@ impl Executor for LocalExecutor {
                 log_path: inv.log_path.clone(),
                 cancel: ctl.cancel,
                 sandbox,
-                supervisor,
+                supervisor: crate::steps::supervise::command(),
                 on_progress: ctl.on_progress,
             })
             .await
@@ -163,7 +158,6 @@ impl Executor for LocalExecutor {
                 elapsed: clock.elapsed(),
                 stderr_tail: outcome.stderr_tail,
                 warnings,
-                contained: supervisor.is_some(),
             })
         })
     }

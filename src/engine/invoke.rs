@@ -155,8 +155,7 @@ impl Drop for ScratchPool {
 }
 
 /// Remove everything under `root` but its (emptied) subfolders, which get their
-/// original mode back, and its request and log files. Links are removed, never
-/// followed. An error when `root`
+/// original mode back. Links are removed, never followed. An error when `root`
 /// is not as [`ScratchPool::take`] made it.
 fn empty_scratch(root: &Path) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
@@ -187,15 +186,6 @@ fn empty_scratch(root: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
         let name = entry.file_name();
-        // The request and the log are rewritten (truncated) by the next step's
-        // run: kept only while they are plain files with no other link, so that
-        // rewriting them cannot reach anything outside.
-        if (name == "request.json" || name == "log")
-            && std::fs::symlink_metadata(entry.path())
-                .is_ok_and(|m| m.is_file() && std::os::unix::fs::MetadataExt::nlink(&m) == 1)
-        {
-            continue;
-        }
         if SUBFOLDERS.iter().any(|d| name == *d) {
             for inner in std::fs::read_dir(entry.path())? {
                 clear(inner?)?;
@@ -513,7 +503,7 @@ pub async fn invoke(
     }
     // An empty log is not worth an object (most steps print nothing).
     let log_hash = match std::fs::metadata(log_path) {
-        Ok(m) if m.len() > 0 => store.adopt_file(log_path).ok().map(|s| s.hash),
+        Ok(m) if m.len() > 0 => store.put_file(log_path).ok().map(|s| s.hash),
         _ => None,
     };
     let tail = Some(secrets.redact_str(&outcome.stderr_tail));
@@ -590,15 +580,7 @@ pub async fn invoke(
     let mut arts = BTreeMap::new();
     for (slot, o) in &inv.outputs {
         let decl = &step.outputs()[slot];
-        // When nothing of the step can still be running, its outputs are moved
-        // into the store; else a late writer could change an object after it
-        // was hashed, so they are copied.
-        let stored = if outcome.contained {
-            store.adopt_path(&o.path)
-        } else {
-            store.put_path(&o.path)
-        };
-        let stored = stored.map_err(|e| {
+        let stored = store.put_path(&o.path).map_err(|e| {
             failed(
                 StepStatus::Failed,
                 format!("cannot store output `{slot}`: {e}"),
@@ -825,25 +807,13 @@ mod tests {
         std::fs::set_permissions(s.work().join("a"), std::fs::Permissions::from_mode(0o500))
             .unwrap();
         std::os::unix::fs::symlink(outside.path(), s.tmp().join("link")).unwrap();
-        // A log replaced by a second name of a file outside: rewriting it would
-        // write there.
-        std::fs::remove_file(s.log()).unwrap();
-        std::fs::hard_link(outside.path().join("keep.txt"), s.log()).unwrap();
         std::fs::write(s.outputs().join("out.csv"), "o").unwrap();
         std::fs::set_permissions(s.inputs(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let root = s.root.clone();
         pool.give_back(s);
         let again = pool.take().unwrap();
         assert_eq!(again.root, root, "the folder is reused");
-        // The request is kept to be rewritten; the log, a link to outside, is not.
-        assert_eq!(
-            tree(&again.root),
-            ["in", "out", "request.json", "tmp", "work"]
-        );
-        assert_eq!(
-            std::fs::read_to_string(outside.path().join("keep.txt")).unwrap(),
-            "x"
-        );
+        assert_eq!(tree(&again.root), ["in", "out", "tmp", "work"]);
         let mode = std::fs::metadata(again.inputs())
             .unwrap()
             .permissions()

@@ -281,41 +281,25 @@ impl Store {
         self.put_reader(&mut io::Cursor::new(bytes), Path::new("<memory>"))
     }
 
-    /// Store a file nothing will use under its current name again (a finished
-    /// step's output, in its scratch folder): a regular file with no other link
-    /// is hashed where it is, synced and *moved* into the store, which neither
-    /// copies its bytes nor makes a new inode; anything else is copied as
-    /// [`Store::put_file`] copies it.
-    pub fn adopt_file(&self, src: &Path) -> Result<Stored, StoreError> {
-        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-        let opened = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(src);
-        let Ok(mut file) = opened else {
-            return self.put_file(src);
-        };
-        match file.metadata() {
-            Ok(m) if m.is_file() && m.nlink() == 1 => {}
-            _ => return self.put_file(src),
-        }
-        let (hash, size) = hash_and_copy(&mut file, src, None)?;
-        if self.commit_temp(file, src, &hash).is_err() {
-            // Not movable after all (another file system under `tmp/`?): copy.
-            return self.put_file(src);
-        }
-        Ok(Stored {
-            hash,
-            size,
-            content_size: size,
-            is_tree: false,
-        })
-    }
-
     fn put_reader(&self, input: &mut dyn Read, what: &Path) -> Result<Stored, StoreError> {
         let (tmp_path, mut tmp) = self.temp_file()?;
         let result = (|| {
-            let (hash, size) = hash_and_copy(input, what, Some((&mut tmp, &tmp_path)))?;
+            let mut hasher = blake3::Hasher::new();
+            let mut buf = vec![0u8; 256 * 1024];
+            let mut size = 0u64;
+            loop {
+                let n = match input.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(io_err("read", what)(e)),
+                };
+                hasher.update(&buf[..n]);
+                tmp.write_all(&buf[..n])
+                    .map_err(io_err("write", &tmp_path))?;
+                size += n as u64;
+            }
+            let hash = hasher.finalize().to_hex().to_string();
             self.commit_temp(tmp, &tmp_path, &hash)?;
             Ok(Stored {
                 hash,
@@ -373,18 +357,9 @@ impl Store {
 
     /// Store a folder: every regular file as an object, then the tree manifest.
     pub fn put_tree(&self, src: &Path) -> Result<Stored, StoreError> {
-        self.tree_by(src, Store::put_file)
-    }
-
-    /// [`Store::put_tree`] with every member moved in as [`Store::adopt_file`] does.
-    pub fn adopt_tree(&self, src: &Path) -> Result<Stored, StoreError> {
-        self.tree_by(src, Store::adopt_file)
-    }
-
-    fn tree_by(&self, src: &Path, member: FilePut) -> Result<Stored, StoreError> {
         let mut entries = Vec::new();
         walk(src, src, &mut |rel, path, meta| {
-            let stored = member(self, path)?;
+            let stored = self.put_file(path)?;
             entries.push(TreeEntry {
                 path: rel.to_owned(),
                 hash: stored.hash,
@@ -402,23 +377,13 @@ impl Store {
 
     /// Store a file or a folder.
     pub fn put_path(&self, src: &Path) -> Result<Stored, StoreError> {
-        self.path_by(src, Store::put_file)
-    }
-
-    /// Store a file or a folder nothing will use again where it is (see
-    /// [`Store::adopt_file`]).
-    pub fn adopt_path(&self, src: &Path) -> Result<Stored, StoreError> {
-        self.path_by(src, Store::adopt_file)
-    }
-
-    fn path_by(&self, src: &Path, file: FilePut) -> Result<Stored, StoreError> {
         let meta = fs::symlink_metadata(src).map_err(io_err("read", src))?;
         if meta.file_type().is_symlink() {
             Err(StoreError::Symlink(src.to_owned()))
         } else if meta.is_dir() {
-            self.tree_by(src, file)
+            self.put_tree(src)
         } else if meta.is_file() {
-            file(self, src)
+            self.put_file(src)
         } else {
             Err(StoreError::NotFileOrDir(src.to_owned()))
         }
@@ -559,34 +524,6 @@ pub fn hash_file(path: &Path) -> io::Result<String> {
         hasher.update(&buf[..n]);
     }
     Ok(hasher.finalize().to_hex().to_string())
-}
-
-/// How one file gets into the store: copied or moved.
-type FilePut = fn(&Store, &Path) -> Result<Stored, StoreError>;
-
-/// Hash `input` to its end (copying it to `out` if given): the hash and the size.
-fn hash_and_copy(
-    input: &mut dyn Read,
-    what: &Path,
-    mut out: Option<(&mut File, &Path)>,
-) -> Result<(String, u64), StoreError> {
-    let mut hasher = blake3::Hasher::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    let mut size = 0u64;
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(io_err("read", what)(e)),
-        };
-        hasher.update(&buf[..n]);
-        if let Some((file, path)) = out.as_mut() {
-            file.write_all(&buf[..n]).map_err(io_err("write", path))?;
-        }
-        size += n as u64;
-    }
-    Ok((hasher.finalize().to_hex().to_string(), size))
 }
 
 /// Visit every regular file under `root` in sorted order with its `/`-separated
@@ -757,53 +694,6 @@ mod tests {
             fs::read_dir(store.tmp_dir()).unwrap().next().is_none(),
             "no temp file left"
         );
-    }
-
-    #[test]
-    fn adopting_moves_a_lone_file_in_and_copies_one_with_another_name() {
-        use std::os::unix::fs::MetadataExt;
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&dir.path().join(".pedigree")).unwrap();
-        let src = store.tmp_dir().join("out.csv");
-        fs::write(&src, b"a,b\n1,2\n").unwrap();
-        let ino = fs::metadata(&src).unwrap().ino();
-        let s = store.adopt_file(&src).unwrap();
-        assert_eq!(s.hash, blake3::hash(b"a,b\n1,2\n").to_hex().to_string());
-        assert_eq!(s.size, 8);
-        let obj = store.object_path(&s.hash);
-        let meta = fs::metadata(&obj).unwrap();
-        assert_eq!(meta.ino(), ino, "moved, not copied");
-        assert_eq!(meta.permissions().mode() & 0o777, 0o444);
-        assert!(!src.exists());
-        assert!(matches!(store.check(&s.hash, 8, None), Check::Ok(_)));
-
-        // A second name could still change the bytes: copied, both names left.
-        let src = store.tmp_dir().join("twice.csv");
-        let other = dir.path().join("other-name.csv");
-        fs::write(&src, b"x").unwrap();
-        fs::hard_link(&src, &other).unwrap();
-        let s = store.adopt_file(&src).unwrap();
-        let obj = store.object_path(&s.hash);
-        assert_ne!(
-            fs::metadata(&obj).unwrap().ino(),
-            fs::metadata(&other).unwrap().ino()
-        );
-        assert!(src.exists() && other.exists());
-        // A link is refused as put_file refuses it.
-        let link = store.tmp_dir().join("link");
-        std::os::unix::fs::symlink(&other, &link).unwrap();
-        assert!(matches!(
-            store.adopt_file(&link),
-            Err(StoreError::Symlink(_))
-        ));
-        // A folder's members are moved in too, under the same tree hash as a copy.
-        let tree = dir.path().join("tree");
-        fs::create_dir_all(tree.join("sub")).unwrap();
-        fs::write(tree.join("sub/a.txt"), b"a").unwrap();
-        let copied = store.put_tree(&tree).unwrap();
-        let moved = store.adopt_tree(&tree).unwrap();
-        assert_eq!(copied.hash, moved.hash);
-        assert!(!tree.join("sub/a.txt").exists());
     }
 
     #[test]

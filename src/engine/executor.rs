@@ -88,6 +88,12 @@ pub struct Outcome {
     pub stderr_tail: String,
     /// Things the user should know that did not fail the step.
     pub warnings: Vec<String>,
+    /// No process of the step can still be running: the supervisor ended
+    /// normally, which it does only after reaping the step's whole tree (it
+    /// reports a tree it could not reap as killed). False when the supervisor
+    /// itself was killed (by the step, or by a stop past its grace period) or
+    /// there was none.
+    pub contained: bool,
 }
 
 /// A step that could not be run at all.
@@ -136,6 +142,7 @@ impl Executor for LocalExecutor {
             }
             let started = SystemTime::now();
             let clock = Instant::now();
+            let supervisor = crate::steps::supervise::command();
             let outcome = exec::run(exec::Invocation {
                 argv: &inv.argv,
                 cwd: &inv.cwd,
@@ -144,7 +151,7 @@ impl Executor for LocalExecutor {
                 log_path: inv.log_path.clone(),
                 cancel: ctl.cancel,
                 sandbox,
-                supervisor: crate::steps::supervise::command(),
+                supervisor,
                 on_progress: ctl.on_progress,
             })
             .await
@@ -152,7 +159,13 @@ impl Executor for LocalExecutor {
                 program: inv.argv.first().cloned().unwrap_or_default(),
                 source,
             })?;
+            // A step killed by a signal is ambiguous (the supervisor re-raises
+            // the step's own fatal signal, and dies of SIGKILL if killed itself):
+            // not contained, which costs only a fresh scratch folder.
+            let contained =
+                supervisor.is_some() && matches!(outcome.exit, Exit::Success | Exit::Code(_));
             Ok(Outcome {
+                contained,
                 exit: outcome.exit,
                 started,
                 elapsed: clock.elapsed(),

@@ -97,16 +97,24 @@ impl Scratch {
 /// removes slows every later one, and the per-step cost grew with the number of
 /// steps already run (`bench/orchestrators.py`, cold 1000 steps; perf puts most
 /// of the orchestrator's CPU in `find_inode_bit`). Five of those were the
-/// folders of each step's scratch. A step's folder is now emptied, not removed, and the next step gets
-/// it: what a step leaves behind never reaches the next one, and a folder that
-/// is not exactly as it was made (a subfolder replaced by a link, a file that
-/// cannot be removed) is removed instead of reused.
+/// folders of each step's scratch. A step's folder is now emptied, not removed,
+/// and the next step gets it, but only when the executor reports that no process
+/// of the step can still run ([`Outcome::contained`]): a survivor keeps its
+/// sandbox's write access to the folder, and could change the next step's inputs
+/// or request. Emptying removes every file, strips the folders' ACLs and gives
+/// them their original mode back; a folder that is not exactly as it was made (a
+/// subfolder replaced by a link, a file that cannot be removed) is removed
+/// instead of reused.
+///
+/// [`Outcome::contained`]: super::executor::Outcome::contained
 #[derive(Debug)]
 pub struct ScratchPool {
     /// `.pedigree/tmp/`.
     dir: PathBuf,
     idle: Mutex<Vec<Scratch>>,
     made: AtomicUsize,
+    /// The mode the first folder was made with (0777 less the umask).
+    mode: std::sync::OnceLock<u32>,
 }
 
 impl ScratchPool {
@@ -115,6 +123,7 @@ impl ScratchPool {
             dir: tmp_dir,
             idle: Mutex::new(Vec::new()),
             made: AtomicUsize::new(0),
+            mode: std::sync::OnceLock::new(),
         }
     }
 
@@ -123,20 +132,35 @@ impl ScratchPool {
         if let Some(s) = self.idle.lock().ok().and_then(|mut idle| idle.pop()) {
             return Ok(s);
         }
-        let n = self.made.fetch_add(1, Ordering::Relaxed);
-        let s = Scratch {
-            root: self.dir.join(format!("scratch-{}-{n}", std::process::id())),
+        // A new name every time: a folder a killed run left under the same name
+        // (pids repeat) is never taken over, whatever it holds.
+        let s = loop {
+            let n = self.made.fetch_add(1, Ordering::Relaxed);
+            let root = self.dir.join(format!("scratch-{}-{n}", std::process::id()));
+            match std::fs::create_dir(&root) {
+                Ok(()) => break Scratch { root },
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && n < 1_000_000 => {}
+                Err(e) => return Err(e),
+            }
         };
         for d in [s.inputs(), s.work(), s.tmp(), s.outputs()] {
-            std::fs::create_dir_all(&d)?;
+            std::fs::create_dir(&d)?;
+        }
+        if self.mode.get().is_none() {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&s.root)?.permissions().mode() & 0o7777;
+            let _ = self.mode.set(mode);
         }
         Ok(s)
     }
 
-    /// Empty `s` for the next step, or remove it if it cannot be reused.
-    pub fn give_back(&self, s: Scratch) {
-        match (empty_scratch(&s.root), self.idle.lock()) {
-            (Ok(()), Ok(mut idle)) => idle.push(s),
+    /// Empty `s` for the next step, or remove it if it cannot be reused: when
+    /// `contained` is false (a process of the step may still run) or it is not
+    /// as it was made.
+    pub fn give_back(&self, s: Scratch, contained: bool) {
+        let emptied = || empty_scratch(&s.root, *self.mode.get().unwrap_or(&0o755));
+        match (contained && emptied().is_ok(), self.idle.lock()) {
+            (true, Ok(mut idle)) => idle.push(s),
             _ => {
                 let _ = remove_scratch(&s.root);
             }
@@ -154,10 +178,10 @@ impl Drop for ScratchPool {
     }
 }
 
-/// Remove everything under `root` but its (emptied) subfolders, which get their
-/// original mode back. Links are removed, never followed. An error when `root`
-/// is not as [`ScratchPool::take`] made it.
-fn empty_scratch(root: &Path) -> std::io::Result<()> {
+/// Remove everything under `root` but its (emptied) subfolders, which lose any
+/// ACL and get `mode` back. Links are removed, never followed. An error when
+/// `root` is not as [`ScratchPool::take`] made it.
+fn empty_scratch(root: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let clear = |entry: std::fs::DirEntry| -> std::io::Result<()> {
         if entry.file_type()?.is_dir() {
@@ -179,9 +203,10 @@ fn empty_scratch(root: &Path) -> std::io::Result<()> {
                 d.display()
             )));
         }
-        if meta.permissions().mode() & 0o7777 != 0o755 {
-            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755))?;
+        if meta.permissions().mode() & 0o7777 != mode {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(mode))?;
         }
+        strip_acls(d)?;
     }
     for entry in std::fs::read_dir(root)? {
         let entry = entry?;
@@ -192,6 +217,24 @@ fn empty_scratch(root: &Path) -> std::io::Result<()> {
             }
         } else {
             clear(entry)?;
+        }
+    }
+    Ok(())
+}
+
+/// Remove a folder's access and default ACLs (a default ACL would reach every
+/// file made in it later). No ACL, or a file system without them, is fine.
+fn strip_acls(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).map_err(std::io::Error::other)?;
+    for name in [c"system.posix_acl_default", c"system.posix_acl_access"] {
+        // SAFETY: both are valid NUL-terminated strings; lremovexattr does not
+        // follow a link (the folder was just checked not to be one).
+        if unsafe { libc::lremovexattr(path.as_ptr(), name.as_ptr()) } != 0 {
+            let e = std::io::Error::last_os_error();
+            if !matches!(e.raw_os_error(), Some(libc::ENODATA | libc::EOPNOTSUPP)) {
+                return Err(e);
+            }
         }
     }
     Ok(())
@@ -471,9 +514,10 @@ pub async fn invoke(
             "cannot prepare the step's scratch folder (create): {e}"
         ))
     })?;
-    let guard = ScratchGuard {
+    let mut guard = ScratchGuard {
         pool: &ctx.scratch,
         scratch: Some(scratch.clone()),
+        contained: true,
     };
     let (inv, secrets) = prepare(ctx, step, &scratch, manifest, inputs)?;
     let ctl = Control {
@@ -487,11 +531,14 @@ pub async fn invoke(
             })
         }),
     };
+    // Until the executor says otherwise, a process of the step may be running.
+    guard.contained = false;
     let mut outcome = ctx
         .executor
         .execute(&inv, ctl)
         .await
         .map_err(|e| StepFailed::new(e.to_string()))?;
+    guard.contained = outcome.contained;
     for w in std::mem::take(&mut outcome.warnings) {
         let _ = ctx.events.send(Event::Warning(w));
     }
@@ -630,12 +677,14 @@ pub fn params_text(manifest: &KeyManifest) -> Vec<(String, String)> {
 struct ScratchGuard<'a> {
     pool: &'a ScratchPool,
     scratch: Option<Scratch>,
+    /// No process of the step can still be running (see [`ScratchPool`]).
+    contained: bool,
 }
 
 impl Drop for ScratchGuard<'_> {
     fn drop(&mut self) {
         if let Some(s) = self.scratch.take() {
-            self.pool.give_back(s);
+            self.pool.give_back(s, self.contained);
         }
     }
 }
@@ -810,7 +859,7 @@ mod tests {
         std::fs::write(s.outputs().join("out.csv"), "o").unwrap();
         std::fs::set_permissions(s.inputs(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let root = s.root.clone();
-        pool.give_back(s);
+        pool.give_back(s, true);
         let again = pool.take().unwrap();
         assert_eq!(again.root, root, "the folder is reused");
         assert_eq!(tree(&again.root), ["in", "out", "tmp", "work"]);
@@ -818,7 +867,11 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, 0o755);
+        assert_eq!(
+            mode & 0o7777,
+            *pool.mode.get().unwrap(),
+            "the mode it was made with"
+        );
         assert!(
             outside.path().join("keep.txt").exists(),
             "links are not followed"
@@ -826,10 +879,29 @@ mod tests {
         // A second step at the same time gets a folder of its own.
         let other = pool.take().unwrap();
         assert_ne!(other.root, again.root);
-        pool.give_back(other);
-        pool.give_back(again);
+        pool.give_back(other, true);
+        pool.give_back(again, true);
         drop(pool);
         assert!(tree(tmp.path()).is_empty(), "the run removes its folders");
+    }
+
+    #[test]
+    fn a_scratch_folder_is_not_reused_after_a_step_that_may_still_run_nor_taken_over() {
+        let tmp = tempfile::tempdir().unwrap();
+        // Left by a killed run of a process with our pid: never taken over.
+        let stale = tmp.path().join(format!("scratch-{}-0", std::process::id()));
+        std::fs::create_dir_all(stale.join("out")).unwrap();
+        std::fs::write(stale.join("out/result"), "old").unwrap();
+        let pool = ScratchPool::new(tmp.path().to_owned());
+        let s = pool.take().unwrap();
+        assert_ne!(s.root, stale);
+        assert_eq!(tree(&s.root), ["in", "out", "tmp", "work"]);
+        assert!(stale.join("out/result").exists(), "not ours: left alone");
+        // A step whose processes may outlive it: its folder is removed.
+        let root = s.root.clone();
+        pool.give_back(s, false);
+        assert!(!root.exists());
+        assert_ne!(pool.take().unwrap().root, root);
     }
 
     #[test]
@@ -842,7 +914,7 @@ mod tests {
         std::fs::remove_dir(s.work()).unwrap();
         std::os::unix::fs::symlink(outside.path(), s.work()).unwrap();
         let root = s.root.clone();
-        pool.give_back(s);
+        pool.give_back(s, true);
         assert!(!root.exists(), "removed");
         assert!(outside.path().join("keep.txt").exists(), "not followed");
         let fresh = pool.take().unwrap();

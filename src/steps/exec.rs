@@ -191,7 +191,9 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
             // happen here, between fork and exec. SIGKILL, as a bare command
             // cannot be trusted to clean up on a catchable signal.
             let sandbox = match inv.sandbox {
-                Some(policy) => super::sandbox::Sandbox::new(policy)?,
+                Some(policy) => super::sandbox::Sandbox::new(policy).map_err(|e| {
+                    std::io::Error::other(format!("cannot set up the file sandbox: {e}"))
+                })?,
                 None => None,
             };
             // SAFETY: prctl and the Landlock calls are async-signal-safe.
@@ -219,7 +221,8 @@ pub async fn run(inv: Invocation<'_>) -> std::io::Result<Outcome> {
         .kill_on_drop(!supervised);
     // A supervised spawn runs no code between fork and exec (the supervisor arms
     // its own death signal and applies the sandbox), so std starts it with
-    // posix_spawn rather than a fork of this process.
+    // posix_spawn (glibc 2.29+, which can change folder inside it) rather than a
+    // fork of this process.
     let mut child = cmd.spawn()?;
     let pgid = child.id().map(|p| p as i32).unwrap_or(0);
     let mut guard = StopOnDrop((supervised && pgid > 0).then_some(pgid));

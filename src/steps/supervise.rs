@@ -10,7 +10,8 @@
 //! - its own death signal is SIGTERM, which it can catch: when the orchestrator
 //!   dies, however it dies, the supervisor is told and takes the tree down; it
 //!   arms that signal itself, so the orchestrator starts it without running any
-//!   code between fork and exec (std then spawns with `posix_spawn`, which does
+//!   code between fork and exec (std then spawns with `posix_spawn` on glibc
+//!   2.29+, which does
 //!   not copy the orchestrator's large address space for every step);
 //! - it applies the step's Landlock sandbox ([`super::sandbox`]) to the step
 //!   alone, between its own fork and the step's exec: the supervisor stays
@@ -19,7 +20,9 @@
 //!   SIGTERM, it SIGKILLs the step's process group and every process re-parented
 //!   to it, generation by generation, until it has no child left;
 //! - it exits with the step's own status (re-raising the step's fatal signal), so
-//!   the orchestrator sees exactly what the step did.
+//!   the orchestrator sees exactly what the step did; a normal exit therefore
+//!   also says that the whole tree is gone (a tree it cannot reap is reported
+//!   as killed by SIGKILL).
 //!
 //! Only plain system calls: no runtime, no threads, nothing that can block on a
 //! lock the orchestrator held.
@@ -269,7 +272,15 @@ fn supervise(req: Request) -> ExitCode {
             }
         }
     }
-    tree.kill_all();
+    if !tree.kill_all() {
+        // Something of the step outlived every round (stuck in the kernel): the
+        // orchestrator must not take the step as finished, so it is reported
+        // killed, whatever its main process returned.
+        eprintln!(
+            "pedigree-supervise: processes of the step could not be reaped; reporting it killed"
+        );
+        tree.status = Some(libc::SIGKILL);
+    }
     tree.exit()
 }
 
@@ -300,8 +311,9 @@ impl Tree {
 
     /// SIGKILL the step's group and every child (own or adopted), round after
     /// round: killing a process re-parents its children to us. Bounded, so a
-    /// process stuck in the kernel cannot hold the orchestrator forever.
-    fn kill_all(&mut self) {
+    /// process stuck in the kernel cannot hold the orchestrator forever. True
+    /// when no child is left.
+    fn kill_all(&mut self) -> bool {
         // SAFETY: signalling the step's group; ESRCH when it is gone.
         unsafe { libc::killpg(self.main, libc::SIGKILL) };
         for _ in 0..2000 {
@@ -314,10 +326,11 @@ impl Tree {
                 }
             }
             if !self.reap() {
-                return;
+                return true;
             }
             std::thread::sleep(Duration::from_millis(2));
         }
+        false
     }
 
     fn exit(self) -> ExitCode {

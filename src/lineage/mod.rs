@@ -172,12 +172,22 @@ impl ReadDb {
         // schema, or with only its first migrations. Nothing was recorded in it (a
         // run's row is written after the migrations), so it reads as an empty history:
         // an in-memory database with the schema, so the file is still never written.
-        let unused = never_used(&pool)
-            .await
-            .map_err(|source| LineageError::Open {
-                path: path.to_owned(),
-                source,
-            })?;
+        //
+        // Killed at the very start, while it switched the new file to WAL (the only
+        // write pedigree makes with a rollback journal), it leaves a hot journal that
+        // only a writer may roll back: SQLite refuses to read the file until then
+        // (SQLITE_READONLY_ROLLBACK). Read as it is, journal ignored, such a file has
+        // no run in it; any other file with a hot journal stays an error.
+        let unused = match never_used(&pool).await {
+            Ok(unused) => unused,
+            Err(e) if is_hot_journal(&e) && never_used_ignoring_journal(path).await => true,
+            Err(source) => {
+                return Err(LineageError::Open {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
         if unused {
             pool.close().await;
             return ReadDb::empty().await.map_err(|source| LineageError::Open {
@@ -248,6 +258,32 @@ impl ReadDb {
 /// An older database that holds runs is read as it is (columns it lacks read as
 /// NULL: `ReadDb::step_run_columns`). A damaged file is an error, never an empty
 /// history.
+/// Whether the file at `path`, read as it is (`immutable`: no journal, no lock),
+/// was never used. False when it cannot be read that way either.
+async fn never_used_ignoring_journal(path: &Path) -> bool {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true);
+    let Ok(pool) = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+    else {
+        return false;
+    };
+    let unused = never_used(&pool).await.unwrap_or(false);
+    pool.close().await;
+    unused
+}
+
+/// SQLite's SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal.
+fn is_hot_journal(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "776")
+}
+
 async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
     let has_table = |name: &'static str| async move {
         sqlx::query_scalar::<_, i64>(

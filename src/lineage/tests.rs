@@ -810,3 +810,71 @@ async fn a_read_after_a_crash_that_left_the_wal_index_stale_still_reads() {
     assert_eq!(db.latest_run_id().await.unwrap(), Some(run));
     db.close().await;
 }
+
+/// A database file and a rollback journal nobody holds a lock on, as a process
+/// killed in a rollback-mode write leaves them: `live` copied, with its journal,
+/// to `left` in the middle of a write transaction that spills to the file.
+async fn copy_with_hot_journal(pool: &SqlitePool, live: &Path, left: &Path) {
+    sqlx::query("PRAGMA cache_size = 2")
+        .execute(pool)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (x BLOB)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let mut tx = pool.begin().await.unwrap();
+    for _ in 0..200 {
+        sqlx::query("INSERT INTO t VALUES (zeroblob(4000))")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+    }
+    std::fs::copy(live, left).unwrap();
+    let journal = live.with_extension("db-journal");
+    assert!(journal.exists(), "the transaction spilled to the file");
+    std::fs::copy(&journal, left.with_extension("db-journal")).unwrap();
+    tx.rollback().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_database_left_with_a_hot_journal_reads_as_an_empty_history() {
+    // What a run killed while it switched a new database to WAL leaves.
+    let dir = tempfile::tempdir().unwrap();
+    let (live, left) = (dir.path().join("live.db"), dir.path().join("lineage.db"));
+    let opts = SqliteConnectOptions::new()
+        .filename(&live)
+        .create_if_missing(true)
+        .journal_mode(sqlx::sqlite::SqliteJournalMode::Delete);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+        .unwrap();
+    copy_with_hot_journal(&pool, &live, &left).await;
+    let read = ReadDb::open(&left)
+        .await
+        .expect("a hot journal is not an error");
+    assert!(read.runs(10, None).await.unwrap().is_empty());
+    assert!(
+        dir.path().join("lineage.db-journal").exists(),
+        "left for a writer to roll back"
+    );
+}
+
+#[tokio::test]
+async fn a_database_with_runs_and_a_hot_journal_is_an_error_not_an_empty_history() {
+    let f = fresh().await;
+    f.db.begin_run(&new_run("wf")).await.unwrap();
+    let Backend::Sqlite(pool) = &f.db.read.backend;
+    sqlx::query("PRAGMA journal_mode = DELETE")
+        .execute(pool)
+        .await
+        .unwrap();
+    let left = f.path.with_file_name("copy.db");
+    copy_with_hot_journal(pool, &f.path, &left).await;
+    assert!(
+        ReadDb::open(&left).await.is_err(),
+        "its runs are not hidden"
+    );
+}

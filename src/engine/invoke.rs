@@ -13,9 +13,10 @@
 //! request.json, log
 //! ```
 //!
-//! It is emptied when the step ends, whatever the outcome (what is kept was
-//! copied into the store), and the next step of the run reuses it
-//! ([`ScratchPool`]); the run removes its scratch folders when it ends.
+//! When the step ends, whatever the outcome (what is kept was copied into the
+//! store), it is emptied for the next step of the run, or removed when a process
+//! of the step may still run ([`ScratchPool`]); the run removes its scratch
+//! folders when it ends.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

@@ -8,7 +8,10 @@
 //!   `PATH` and their toolchain prefixes (the parent of a `bin`, `sbin` or `shims`
 //!   folder, so a pyenv or virtualenv interpreter finds its libraries) and the
 //!   `read:` folders its manifest declares;
-//! - read and write existing devices (`/dev/null`, ttys).
+//! - read and write existing devices (`/dev/null`, ttys);
+//! - on Linux 6.12+ (Landlock ABI 6), signal and reach through abstract unix
+//!   sockets only processes of its own sandbox: not its supervisor, not
+//!   pedigree, not another step.
 //!
 //! Everything else, the user's home, other workspaces and `/tmp` among them, gives
 //! `EACCES`. The step supervisor ([`super::supervise`]) builds the ruleset from
@@ -40,9 +43,17 @@ const MAKE_SYM: u64 = 1 << 12;
 const REFER: u64 = 1 << 13;
 const TRUNCATE: u64 = 1 << 14;
 
+/// Landlock ABI 6: the sandboxed process may not signal, nor connect to an
+/// abstract unix socket of, any process outside its own sandbox.
+const SCOPE_ABSTRACT_UNIX_SOCKET: u64 = 1 << 0;
+const SCOPE_SIGNAL: u64 = 1 << 1;
+
 #[repr(C)]
 struct RulesetAttr {
     handled_access_fs: u64,
+    /// Always 0: the network is not restricted.
+    handled_access_net: u64,
+    scoped: u64,
 }
 
 #[repr(C, packed)]
@@ -185,8 +196,17 @@ impl Sandbox {
         if abi >= 3 {
             all |= TRUNCATE;
         }
+        // Scoped (ABI 6+): a step cannot kill its supervisor to escape it, nor
+        // hand a file descriptor to a process outside through an abstract socket.
+        // Older kernels get zeros there, which they accept.
         let attr = RulesetAttr {
             handled_access_fs: all,
+            handled_access_net: 0,
+            scoped: if abi >= 6 {
+                SCOPE_SIGNAL | SCOPE_ABSTRACT_UNIX_SOCKET
+            } else {
+                0
+            },
         };
         // SAFETY: attr is a valid ruleset attribute of the size we pass.
         let fd = unsafe {

@@ -271,6 +271,37 @@ fn landlock() -> bool {
 }
 
 #[test]
+fn a_sandboxed_plugin_cannot_kill_its_supervisor_to_escape_it() {
+    if !landlock()
+        || !prerequisite(
+            pedigree::steps::sandbox::abi().is_some_and(|v| v >= 6),
+            "Landlock ABI 6",
+            "this kernel's Landlock cannot scope signals (Linux 6.12+), so a sandboxed step can kill its supervisor",
+        )
+    {
+        return;
+    }
+    let ws = Ws::new();
+    // The step's parent is its supervisor: killing it would leave the step's
+    // processes unsupervised (and fail the step with signal 9).
+    ws.plugin(
+        "escape",
+        "command: [sh, \"${plugin}/run.sh\"]\noutputs: { out: {} }\n",
+        "if kill -9 \"$PPID\" 2>/dev/null; then echo killed > \"$PEDIGREE_OUTPUT_OUT\"; else echo refused > \"$PEDIGREE_OUTPUT_OUT\"; fi\n",
+    );
+    let (code, j) = ws.run_json(&ws.one_step("escape", ""), &[]);
+    assert_eq!(
+        code, 0,
+        "the supervisor survived and reported the step: {j}"
+    );
+    let out = step(&j, "escape")["outputs"]["out"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(ws.object(out)).unwrap(),
+        "refused\n"
+    );
+}
+
+#[test]
 fn a_plugin_cannot_write_outside_its_scratch_folder() {
     if !landlock() {
         return;

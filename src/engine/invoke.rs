@@ -191,12 +191,8 @@ fn empty_scratch(root: &Path, mode: u32) -> std::io::Result<()> {
             std::fs::remove_file(entry.path())
         }
     };
-    for d in [root].into_iter().chain(
-        SUBFOLDERS
-            .map(|d| root.join(d))
-            .iter()
-            .map(PathBuf::as_path),
-    ) {
+    for d in std::iter::once(root.to_owned()).chain(SUBFOLDERS.map(|d| root.join(d))) {
+        let d = d.as_path();
         let meta = std::fs::symlink_metadata(d)?;
         if !meta.is_dir() {
             return Err(std::io::Error::other(format!(

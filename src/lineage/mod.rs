@@ -258,32 +258,6 @@ impl ReadDb {
 /// An older database that holds runs is read as it is (columns it lacks read as
 /// NULL: `ReadDb::step_run_columns`). A damaged file is an error, never an empty
 /// history.
-/// Whether the file at `path`, read as it is (`immutable`: no journal, no lock),
-/// was never used. False when it cannot be read that way either.
-async fn never_used_ignoring_journal(path: &Path) -> bool {
-    let opts = SqliteConnectOptions::new()
-        .filename(path)
-        .read_only(true)
-        .immutable(true);
-    let Ok(pool) = SqlitePoolOptions::new()
-        .max_connections(1)
-        .connect_with(opts)
-        .await
-    else {
-        return false;
-    };
-    let unused = never_used(&pool).await.unwrap_or(false);
-    pool.close().await;
-    unused
-}
-
-/// SQLite's SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal.
-fn is_hot_journal(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|c| c == "776")
-}
-
 async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
     let has_table = |name: &'static str| async move {
         sqlx::query_scalar::<_, i64>(
@@ -312,6 +286,32 @@ async fn never_used(pool: &SqlitePool) -> Result<bool, sqlx::Error> {
         .fetch_one(pool)
         .await?;
     Ok(runs == 0)
+}
+
+/// Whether the file at `path`, read as it is (`immutable`: no journal, no lock),
+/// was never used. False when it cannot be read that way either.
+async fn never_used_ignoring_journal(path: &Path) -> bool {
+    let opts = SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(true)
+        .immutable(true);
+    let Ok(pool) = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(opts)
+        .await
+    else {
+        return false;
+    };
+    let unused = never_used(&pool).await.unwrap_or(false);
+    pool.close().await;
+    unused
+}
+
+/// SQLite's SQLITE_READONLY_ROLLBACK: a read-only connection met a hot journal.
+fn is_hot_journal(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|c| c == "776")
 }
 
 impl Db {

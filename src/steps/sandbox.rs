@@ -16,8 +16,8 @@
 //! Everything else, the user's home, other workspaces and `/tmp` among them, gives
 //! `EACCES`. The step supervisor ([`super::supervise`]) builds the ruleset from
 //! its command line and, between its own `fork` and the step's `exec`, calls only
-//! `sigprocmask`, `prctl` and `landlock_restrict_self`. On kernels without Landlock the step
-//! runs unconfined and the run says so once.
+//! `sigprocmask`, `prctl` and `landlock_restrict_self`. On kernels without
+//! Landlock the step runs unconfined and the run says so once.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

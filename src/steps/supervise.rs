@@ -11,8 +11,8 @@
 //!   dies, however it dies, the supervisor is told and takes the tree down; it
 //!   arms that signal itself, so the orchestrator starts it without running any
 //!   code between fork and exec (std then spawns with `posix_spawn` on glibc
-//!   2.29+, which does
-//!   not copy the orchestrator's large address space for every step);
+//!   2.29+, which does not copy the orchestrator's large address space for
+//!   every step);
 //! - it applies the step's Landlock sandbox ([`super::sandbox`]) to the step
 //!   alone, between its own fork and the step's exec: the supervisor stays
 //!   unconfined, so it can still read `/proc` for the processes it adopts;
@@ -29,7 +29,6 @@
 
 use std::ffi::OsString;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
@@ -112,8 +111,8 @@ pub fn command_line(
 /// Read a supervisor's command line (the arguments after the program name).
 pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String> {
     let mut args = args.into_iter();
-    let (mut parent, mut grace, mut sandbox) = (None, None, None::<Policy>);
-    let mut paths: Vec<(&'static str, PathBuf)> = Vec::new();
+    let (mut parent, mut grace, mut sandboxed) = (None, None, false);
+    let mut policy = Policy::default();
     let mut separated = false;
     while let Some(a) = args.next() {
         let flag = a.to_str().unwrap_or_default();
@@ -129,10 +128,10 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
                 parent = Some(i32::try_from(p).map_err(|_| format!("no such pid {p}"))?);
             }
             "--grace-ms" => grace = Some(Duration::from_millis(number(value()?)?)),
-            "--sandbox" => sandbox = Some(Policy::default()),
-            "--read" => paths.push(("--read", value()?.into())),
-            "--write" => paths.push(("--write", value()?.into())),
-            "--list" => paths.push(("--list", value()?.into())),
+            "--sandbox" => sandboxed = true,
+            "--read" => policy.read.push(value()?.into()),
+            "--write" => policy.read_write.push(value()?.into()),
+            "--list" => policy.list.push(value()?.into()),
             "--" => {
                 separated = true;
                 break;
@@ -140,17 +139,15 @@ pub fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Request, String
             other => return Err(format!("unknown argument `{other}`")),
         }
     }
-    if let Some(policy) = &mut sandbox {
-        for (flag, path) in paths {
-            match flag {
-                "--read" => policy.read.push(path),
-                "--write" => policy.read_write.push(path),
-                _ => policy.list.push(path),
-            }
+    let sandbox = match (sandboxed, policy == Policy::default()) {
+        (true, _) => Some(policy),
+        (false, true) => None,
+        (false, false) => {
+            return Err(
+                "`--read`, `--write` and `--list` are only meaningful after `--sandbox`".into(),
+            );
         }
-    } else if let Some((flag, _)) = paths.first() {
-        return Err(format!("`{flag}` is only meaningful after `--sandbox`"));
-    }
+    };
     let (Some(parent), Some(grace)) = (parent, grace) else {
         return Err("`--parent` and `--grace-ms` are required".into());
     };
@@ -403,6 +400,7 @@ fn parent_of(pid: i32) -> Option<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     fn os(v: &[&str]) -> Vec<OsString> {
         v.iter().map(OsString::from).collect()

@@ -177,7 +177,7 @@ const GOLDEN: &[(&str, u32, &str, &str)] = &[
     ("impute", 1, "table", "dc20de498cd63cef84c2ad5511634ae531e74e6e2e6e1b4ed9f79aa33b664479"),
     ("graph-build", 1, "graph", "1e25bedbc62e7af6d5134ca866c1533f8656cb0ce5cc37fdc729cf3fb4c121ae"),
     ("train-gnnr", 4, "model", "6ce62964f39ebb5310b9ffbc3f2ae64100d40530112281647eaa45903b8d7c7d"),
-    ("evaluate", 6, "report", "fbdc6557540963b5e154aaeca771822639bc6f9a347b5b8cb2b90ec123a666e5"),
+    ("evaluate", 7, "report", "fbdc6557540963b5e154aaeca771822639bc6f9a347b5b8cb2b90ec123a666e5"),
     ("publish", 3, "release", "bc67935201d09285529c073dfc984892688babfb7176f1dfcb3e4abbbc44a9b5"),
 ];
 

@@ -125,6 +125,19 @@ pub struct TrainConfig {
     pub bias: bool,
     pub epochs: usize,
     pub batch: usize,
+    /// At most this many batches an epoch (0: no limit). Every batch propagates
+    /// the whole graph, so with a fixed batch an epoch costs edges² / batch; past
+    /// `batch × max_batches` training pairs the batch grows with the graph
+    /// instead ([`TrainConfig::batch_for`]) and an epoch stays linear in the edges.
+    /// 0 when read from a model that predates it (trained with no limit).
+    #[serde(default)]
+    pub max_batches: usize,
+    /// Early stopping validates on a fixed sample of this many of the users with
+    /// validation items, drawn from `seed` (0: all of them), so an epoch's
+    /// validation costs the same whatever the user count. 0 when read from a
+    /// model that predates it.
+    #[serde(default)]
+    pub valid_users: usize,
     pub lr: f64,
     /// L2 on the ego embeddings of each batch: reg/2 · (|e_u|² + |e_i|² + |e_j|²) / batch.
     pub reg: f64,
@@ -147,6 +160,15 @@ impl TrainConfig {
             && self.attention_refresh == Refresh::Epoch
     }
 
+    /// The batch size training uses on `pairs` training pairs: `batch`, or more
+    /// where `max_batches` batches of it would not cover them.
+    pub fn batch_for(&self, pairs: usize) -> usize {
+        match self.max_batches {
+            0 => self.batch,
+            m => self.batch.max(pairs.div_ceil(m)),
+        }
+    }
+
     /// `learn_theta` where θ would get no gradient: refused by the step's params
     /// and by training.
     pub fn learns_theta_without_gradient(&self) -> bool {
@@ -167,6 +189,8 @@ impl Default for TrainConfig {
             bias: false,
             epochs: 300,
             batch: 2048,
+            max_batches: 64,
+            valid_users: 5000,
             lr: 0.01,
             reg: 1e-3,
             seed: 2020,

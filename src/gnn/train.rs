@@ -37,6 +37,8 @@ use super::rng::Rng;
 
 /// The random stream of epoch shuffles and negative samples.
 const TRAIN_STREAM: u64 = 3;
+/// The users early stopping validates on, when they are sampled.
+const VALID_STREAM: u64 = 4;
 
 /// One epoch as the progress line and the metrics series see it.
 #[derive(Debug, Clone)]
@@ -45,6 +47,8 @@ pub struct EpochReport {
     pub loss: f64,
     pub valid: Metrics,
     pub seconds: f64,
+    /// The batch size the epoch trained with ([`TrainConfig::batch_for`]).
+    pub batch: usize,
     pub best_epoch: usize,
     pub best: f64,
     /// θ of each layer after the epoch (empty without attention).
@@ -115,16 +119,50 @@ pub fn propagate_output(
     out
 }
 
-/// Validation metrics of propagated embeddings.
-pub fn validate(graph: &Graph, output: &[f32], d: usize, ks: &[usize]) -> Metrics {
+/// What early stopping validates on: per user, the training items (masked) and
+/// the validation items, the latter only for the sampled users (see
+/// [`TrainConfig::valid_users`]); the other users' lists are empty, so ranking
+/// skips them.
+pub struct Validation {
+    exclude: Vec<Vec<u32>>,
+    target: Vec<Vec<u32>>,
+}
+
+impl Validation {
+    pub fn of(graph: &Graph, config: &TrainConfig) -> Validation {
+        let mut target = graph.items_by_user(VALID);
+        let mut users: Vec<usize> = (0..target.len())
+            .filter(|&u| !target[u].is_empty())
+            .collect();
+        if config.valid_users > 0 && users.len() > config.valid_users {
+            Rng::derive(config.seed, VALID_STREAM).shuffle(&mut users);
+            let mut keep = vec![false; target.len()];
+            for &u in &users[..config.valid_users] {
+                keep[u] = true;
+            }
+            for (t, keep) in target.iter_mut().zip(keep) {
+                if !keep {
+                    *t = Vec::new();
+                }
+            }
+        }
+        Validation {
+            exclude: graph.items_by_user(TRAIN),
+            target,
+        }
+    }
+}
+
+/// Validation metrics of propagated embeddings (`users` is how many were ranked).
+pub fn validate(graph: &Graph, on: &Validation, output: &[f32], d: usize, ks: &[usize]) -> Metrics {
     let nu = graph.n_users();
     let items = &output[nu * d..];
     metrics::evaluate(
         nu,
         graph.n_items(),
         |u, out| metrics::dot_scores(&output[u * d..(u + 1) * d], items, d, out),
-        &graph.items_by_user(TRAIN),
-        &graph.items_by_user(VALID),
+        &on.exclude,
+        &on.target,
         ks,
     )
 }
@@ -206,6 +244,8 @@ pub fn train(
     let mut history = Vec::new();
     let mut best: Option<(f64, usize, GnnR)> = None;
     let mut order: Vec<usize> = (0..pairs.len()).collect();
+    let batch = config.batch_for(pairs.len());
+    let validation = Validation::of(graph, config);
     for epoch in 0..config.epochs {
         let start = Instant::now();
         rng.shuffle(&mut order);
@@ -228,8 +268,8 @@ pub fn train(
             std::sync::Arc::new(Frozen::of(&adj, &e0, d, &stack_params(&module, config)))
         });
         let mut total = 0.0f64;
-        for (b, chunk) in order.chunks(config.batch).enumerate() {
-            let neg = &negs[b * config.batch..b * config.batch + chunk.len()];
+        for (b, chunk) in order.chunks(batch).enumerate() {
+            let neg = &negs[b * batch..b * batch + chunk.len()];
             let (m, loss) = step(
                 module,
                 &mut optim,
@@ -249,7 +289,7 @@ pub fn train(
         }
         let seconds = start.elapsed().as_secs_f64();
         let output = propagate_output(&module, &adj, config, nu + ni);
-        let valid = validate(graph, &output, d, &ks);
+        let valid = validate(graph, &validation, &output, d, &ks);
         let value = valid.get(&config.metric).copied().unwrap_or(0.0);
         let improved = best.as_ref().is_none_or(|(b, _, _)| value > *b);
         if improved {
@@ -261,6 +301,7 @@ pub fn train(
             loss: total / pairs.len() as f64,
             valid,
             seconds,
+            batch,
             best_epoch,
             best: best_value,
             theta: stack_params(&module, config).theta.unwrap_or_default(),
@@ -508,6 +549,65 @@ mod tests {
                 "{attention:?}: ndcg@5 {ndcg} vs popularity {pop_ndcg}"
             );
         }
+    }
+
+    /// Past `batch × max_batches` training pairs the batch grows with the
+    /// graph, so an epoch never has more than `max_batches` batches.
+    #[test]
+    fn max_batches_bounds_the_batches_of_an_epoch() {
+        let c = |batch, max_batches| TrainConfig {
+            batch,
+            max_batches,
+            ..TrainConfig::default()
+        };
+        assert_eq!(c(32, 0).batch_for(10_000), 32);
+        assert_eq!(c(32, 4).batch_for(100), 32);
+        assert_eq!(c(32, 4).batch_for(1000), 250);
+        assert_eq!(c(32, 3).batch_for(1000), 334);
+        let g = planted();
+        let pairs = g.interactions.split.iter().filter(|s| **s == TRAIN).count();
+        assert!(pairs > 64, "{pairs} training pairs");
+        let mut cfg = small(Attention::Cosine);
+        cfg.epochs = 1;
+        for (max_batches, want) in [(2, pairs.div_ceil(2)), (0, 32)] {
+            cfg.max_batches = max_batches;
+            let t = train(&g, &cfg, &mut |_| {}).unwrap();
+            assert_eq!(t.history[0].batch, want, "max_batches {max_batches}");
+        }
+    }
+
+    /// Early stopping ranks a fixed, seeded sample of the users with validation
+    /// items, each with all of their own validation items.
+    #[test]
+    fn validation_ranks_a_fixed_sample_of_users() {
+        let g = planted();
+        let full = g.items_by_user(VALID);
+        let with_valid = full.iter().filter(|v| !v.is_empty()).count();
+        assert!(with_valid > 20, "{with_valid} users with validation items");
+        let cfg = |valid_users, seed| TrainConfig {
+            valid_users,
+            seed,
+            ..small(Attention::Cosine)
+        };
+        let picked = |c: &TrainConfig| -> Vec<usize> {
+            let v = Validation::of(&g, c);
+            (0..v.target.len())
+                .filter(|&u| !v.target[u].is_empty())
+                .collect()
+        };
+        assert_eq!(picked(&cfg(0, 1)).len(), with_valid);
+        assert_eq!(picked(&cfg(with_valid + 5, 1)).len(), with_valid);
+        let a = picked(&cfg(10, 1));
+        assert_eq!(a.len(), 10);
+        assert_eq!(a, picked(&cfg(10, 1)));
+        assert_ne!(a, picked(&cfg(10, 2)));
+        let v = Validation::of(&g, &cfg(10, 1));
+        for &u in &a {
+            assert_eq!(v.target[u], full[u]);
+        }
+        let d = 4;
+        let out = vec![0.5f32; (g.n_users() + g.n_items()) * d];
+        assert_eq!(validate(&g, &v, &out, d, &[5])["users"], 10.0);
     }
 
     #[test]

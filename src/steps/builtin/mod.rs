@@ -515,6 +515,8 @@ train-gnnr activation string \"none\"
 train-gnnr bias bool false
 train-gnnr epochs int 300
 train-gnnr batch int 2048
+train-gnnr max_batches int 64
+train-gnnr valid_users int 5000
 train-gnnr lr float 0.01
 train-gnnr reg float 0.001
 train-gnnr seed int 2020

@@ -2,7 +2,9 @@
 //! the model folder ([`crate::gnn::model`] documents it). Per-epoch series in
 //! the lineage database: `loss`, `valid_<metric>` for the early-stopping metric
 //! and `valid_recall@20`, `epoch_seconds`, `theta_layerN` (with attention); at the
-//! end `best_epoch`, `epochs_run` and `valid_best`. One progress line per epoch on
+//! end `best_epoch`, `epochs_run`, `valid_best`, `batch_size` (the batch
+//! trained with, see `max_batches`) and `valid_users` (how many users early
+//! stopping validated on, see `valid_users`). One progress line per epoch on
 //! stderr (`pedigree run` shows it as the step's bar).
 
 use std::collections::BTreeMap;
@@ -26,7 +28,9 @@ impl Builtin for TrainGnnr {
     // 2: cosine attention and fixed θ; loss on gathered rows; AVX2 kernels.
     // 3: cosine logits from the inputs and their inverse norms; the softmax's own exp.
     // 4: `attention_refresh`, by default once an epoch.
-    const VERSION: u32 = 4;
+    // 5: `max_batches` and `valid_users`, recorded in the model's config (the
+    //    weights are unchanged where neither limit is reached).
+    const VERSION: u32 = 5;
     const DESCRIPTION: &'static str =
         "Train the GNN-R recommender (graph convolution with attention, BPR loss, Adam) on a graph";
     const TIMEOUT: Duration = Duration::from_secs(6 * 3600);
@@ -65,6 +69,16 @@ impl Builtin for TrainGnnr {
         param("bias", ParamType::Bool, "write `bias: false`"),
         param("epochs", ParamType::Int, "write e.g. `epochs: 300`"),
         param("batch", ParamType::Int, "write e.g. `batch: 2048`"),
+        param(
+            "max_batches",
+            ParamType::Int,
+            "write e.g. `max_batches: 64` (0: no limit)",
+        ),
+        param(
+            "valid_users",
+            ParamType::Int,
+            "write e.g. `valid_users: 5000` (0: every user)",
+        ),
         param("lr", ParamType::Float, "write e.g. `lr: 0.01`"),
         param("reg", ParamType::Float, "write e.g. `reg: 0.001`"),
         param("seed", ParamType::Int, "write e.g. `seed: 2020`"),
@@ -222,6 +236,9 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
         ));
         metrics.push(point("valid_best".into(), last.best, None));
         metrics.push(point("epochs_run".into(), history.len() as f64, None));
+        metrics.push(point("batch_size".into(), last.batch as f64, None));
+        let validated = last.valid.get("users").copied().unwrap_or(0.0);
+        metrics.push(point("valid_users".into(), validated, None));
     }
     Ok(Response {
         metrics,

@@ -128,7 +128,9 @@ pub struct TrainConfig {
     /// At most this many batches an epoch (0: no limit). Every batch propagates
     /// the whole graph, so with a fixed batch an epoch costs edges² / batch; past
     /// `batch × max_batches` training pairs the batch grows with the graph
-    /// instead ([`TrainConfig::batch_for`]) and an epoch stays linear in the edges.
+    /// instead ([`TrainConfig::batch_for`]), and the learning rate with the
+    /// square root of its growth ([`TrainConfig::lr_for`]), so an epoch stays
+    /// linear in the edges.
     /// 0 when read from a model that predates it (trained with no limit).
     #[serde(default)]
     pub max_batches: usize,
@@ -167,6 +169,18 @@ impl TrainConfig {
             0 => self.batch,
             m => self.batch.max(pairs.div_ceil(m)),
         }
+    }
+
+    /// The learning rate for training on `pairs` training pairs: `lr`, times the
+    /// square root of the factor by which [`TrainConfig::batch_for`] grew the
+    /// batch (Adam's square-root scaling rule). Without it a grown batch takes
+    /// as many steps per epoch as the limit allows, each no longer: on the
+    /// 1M-event sample with 16 batches, validation never improved on its first
+    /// epoch (ARCHITECTURE.md, "GNN-R at a shop's scale"). Exactly `lr` when the
+    /// batch did not grow.
+    pub fn lr_for(&self, pairs: usize) -> f64 {
+        let grown = self.batch_for(pairs) as f64 / self.batch as f64;
+        self.lr * grown.sqrt()
     }
 
     /// `learn_theta` where θ would get no gradient: refused by the step's params

@@ -49,6 +49,8 @@ pub struct EpochReport {
     pub seconds: f64,
     /// The batch size the epoch trained with ([`TrainConfig::batch_for`]).
     pub batch: usize,
+    /// The learning rate it trained with ([`TrainConfig::lr_for`]).
+    pub lr: f64,
     pub best_epoch: usize,
     pub best: f64,
     /// θ of each layer after the epoch (empty without attention).
@@ -245,6 +247,7 @@ pub fn train(
     let mut best: Option<(f64, usize, GnnR)> = None;
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     let batch = config.batch_for(pairs.len());
+    let lr = config.lr_for(pairs.len());
     let validation = Validation::of(graph, config);
     for epoch in 0..config.epochs {
         let start = Instant::now();
@@ -277,6 +280,7 @@ pub fn train(
                 config,
                 &device,
                 &inner,
+                lr,
                 &pairs,
                 chunk,
                 neg,
@@ -302,6 +306,7 @@ pub fn train(
             valid,
             seconds,
             batch,
+            lr,
             best_epoch,
             best: best_value,
             theta: stack_params(&module, config).theta.unwrap_or_default(),
@@ -353,6 +358,7 @@ fn step(
     config: &TrainConfig,
     device: &Device,
     inner: &Device,
+    lr: f64,
     pairs: &[(u32, u32)],
     batch: &[usize],
     neg: &[u32],
@@ -426,7 +432,7 @@ fn step(
             Tensor::<2>::from_data(TensorData::new(b, [config.layers, d]), inner),
         );
     }
-    (optim.step(config.lr, module, gp), loss_value)
+    (optim.step(lr, module, gp), loss_value)
 }
 
 /// `dst[rows[k]] += grad[k]` for each row of a batch × dim gradient, in batch order.
@@ -573,7 +579,11 @@ mod tests {
             cfg.max_batches = max_batches;
             let t = train(&g, &cfg, &mut |_| {}).unwrap();
             assert_eq!(t.history[0].batch, want, "max_batches {max_batches}");
+            let lr = cfg.lr * (want as f64 / 32.0).sqrt();
+            assert_eq!(t.history[0].lr, lr, "max_batches {max_batches}");
         }
+        // Not grown: exactly the configured rate, so such models keep their bits.
+        assert_eq!(c(32, 4).lr_for(100), TrainConfig::default().lr);
     }
 
     /// Early stopping ranks a fixed, seeded sample of the users with validation

@@ -2,10 +2,11 @@
 //! the model folder ([`crate::gnn::model`] documents it). Per-epoch series in
 //! the lineage database: `loss`, `valid_<metric>` for the early-stopping metric
 //! and `valid_recall@20`, `epoch_seconds`, `theta_layerN` (with attention); at the
-//! end `best_epoch`, `epochs_run`, `valid_best`, `batch_size` (the batch
-//! trained with, see `max_batches`) and `valid_users` (how many users early
-//! stopping validated on, see `valid_users`). One progress line per epoch on
-//! stderr (`pedigree run` shows it as the step's bar).
+//! end `best_epoch`, `epochs_run`, `valid_best`, `train_pairs` (the training
+//! interactions), `batch_size` and `learning_rate` (what it trained with, see
+//! `max_batches`) and `valid_users` (how many users early stopping validated
+//! on). One progress line per epoch on stderr (`pedigree run` shows it as the
+//! step's bar).
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -13,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Builtin, Output, Param, ParamIssue, StepError, issue, param};
-use crate::gnn::graph::Graph;
+use crate::gnn::graph::{Graph, TRAIN};
 use crate::gnn::model::TrainConfig;
 use crate::gnn::train::{EpochReport, train_and_save};
 use crate::steps::exec::PROGRESS_PREFIX;
@@ -237,6 +238,9 @@ fn run(p: Params, req: &Request) -> Result<Response, StepError> {
         metrics.push(point("valid_best".into(), last.best, None));
         metrics.push(point("epochs_run".into(), history.len() as f64, None));
         metrics.push(point("batch_size".into(), last.batch as f64, None));
+        metrics.push(point("learning_rate".into(), last.lr, None));
+        let pairs = graph.interactions.split.iter().filter(|s| **s == TRAIN);
+        metrics.push(point("train_pairs".into(), pairs.count() as f64, None));
         let validated = last.valid.get("users").copied().unwrap_or(0.0);
         metrics.push(point("valid_users".into(), validated, None));
     }

@@ -20,9 +20,10 @@ For each size, in one invocation on one machine, one process at a time:
   * with `--peer` (and torch in ~/.cache/pedigree-bench/torch-venv), the PyTorch LightGCN
     reference (`../shared/reference/lightgcn.py`, 2 layers, dim 32, batch 2048, as the
     flagship) for `--epochs` epochs on the 1M-event log's (user, item) pairs. It splits them
-    itself (random 80/10/10 per user), so its epoch covers about 80% of the pairs where
-    pedigree's covers the time split's training part: compare seconds per million
-    training edges, not per epoch.
+    itself (random 80/10/10 per user; the training size it prints is the one used), so
+    its epoch covers about 80% of the raw log's pairs where pedigree's covers the time
+    split's training part of the cleaned log: compare seconds per million training edges,
+    not per epoch.
 
 Prints per size: users, items, training edges, the batch used, seconds per epoch (median,
 training only, validation excluded), seconds per epoch per million training edges and its
@@ -156,6 +157,8 @@ def train_to_best(exe: Path, ws: Path, spec: str) -> dict:
     """`train` to its early stop (100 epochs at most, patience 10) with `max_batches` M
     and, for `M:LR`, the configured lr LR (before the square-root scaling)."""
     mb, _, lr = spec.partition(":")
+    if not mb.isdigit():
+        sys.exit(f"--validate {spec!r}: write M or M:LR, M a number of batches (0: no limit)")
     sets = ["--set", "train.epochs=100", "--set", "train.patience=10", "--set", f"train.max_batches={mb}"]
     if lr:
         sets += ["--set", f"train.lr={lr}"]
@@ -181,6 +184,7 @@ def peer(args, ws: Path) -> dict | None:
     users: dict[str, int] = {}
     items: dict[str, int] = {}
     pairs = set()
+    # The raw log's pairs (not cleaned: the reference reads one file of pairs).
     with open(ws / "workflows" / "data" / "log" / "events.csv", newline="") as f:
         for row in csv.DictReader(f):
             u, i = (row.get("user_id") or "").strip(), (row.get("item_id") or "").strip()
@@ -193,12 +197,15 @@ def peer(args, ws: Path) -> dict | None:
     out = ws / "peer.json"
     cmd = [py, REF, "--data", inter, "--layers", 2, "--dim", 32, "--batch", 2048,
            "--epochs", args.epochs, "--patience", args.epochs + 1, "--out", out]
-    code, secs, peak, err, _ = run_child(cmd, ws)
+    code, secs, peak, err, stdout = run_child(cmd, ws)
     if code != 0:
         print(f"  peer failed:\n{err[-2000:]}", file=sys.stderr)
         return None
     res = json.loads(out.read_text())
-    edges = round(len(pairs) * 0.8)
+    found = re.search(r"\btrain=(\d+)", stdout)  # the reference prints its split's sizes
+    if not found:
+        sys.exit(f"the reference did not print its training size (train=N):\n{stdout[-2000:]}")
+    edges = int(found.group(1))
     print(f"  peer: {res['epoch_time_median_s']:.2f} s/epoch, peak {peak:.0f} MiB", file=sys.stderr)
     return {"epoch_s": res["epoch_time_median_s"], "edges": edges, "peak_mib": peak, "wall_s": secs}
 
@@ -219,22 +226,30 @@ def main() -> None:
                          "the validation metric it reached, on the --validate-on size")
     ap.add_argument("--validate-on", default="1000000")
     args = ap.parse_args()
+    sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
+    if not sizes:
+        sys.exit("--sizes is empty")
+    if args.peer and "1000000" not in sizes:
+        sys.exit("--peer runs on the 1M log: add 1000000 to --sizes")
+    if args.validate and args.validate_on not in sizes:
+        sys.exit(f"--validate runs on the {args.validate_on}-event log: add it to --sizes")
     exe = args.pedigree.resolve()
     if not exe.exists():
         sys.exit(f"{exe} not found: cargo build --release (or --pedigree PATH)")
     tmp = Path(tempfile.mkdtemp(prefix="pedigree-gnn-scale-"))
     print(f"pedigree {exe}, work in {tmp}, load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
-    rows = [run_size(args, exe, tmp, s.strip()) for s in args.sizes.split(",") if s.strip()]
+    rows = [run_size(args, exe, tmp, s) for s in sizes]
     if not args.keep:
         shutil.rmtree(tmp, ignore_errors=True)
 
     base = next((r for r in rows if r["size"] == "sample"), rows[0])
     base_per = base["epoch_s"] / (base["edges"] / 1e6)
-    epochs = "the workflow's own epochs" if args.full else f"{args.epochs} epochs"
+    epochs = (f"the workflow's own epochs (the no-limit and peer figures: {args.epochs})"
+              if args.full else f"{args.epochs} epochs")
     print(f"\nGNN-R at scale: flagship settings (dim 32, 2 layers, batch 2048, max_batches 16), "
           f"{epochs}; "
           f"load average at the end {os.getloadavg()[0]:.2f}")
-    print("| events | training edges | batch | valid users | s/epoch | s/epoch/M edges | vs sample "
+    print(f"| events | training edges | batch | valid users | s/epoch | s/epoch/M edges | vs {base['size']} "
           "| no limit s/epoch | train peak MiB | evaluate s | evaluate peak MiB | max step peak MiB | all steps s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

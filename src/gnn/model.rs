@@ -125,7 +125,9 @@ pub struct TrainConfig {
     pub bias: bool,
     pub epochs: usize,
     pub batch: usize,
-    /// At most this many batches an epoch (0: no limit). Every batch propagates
+    /// At most this many batches an epoch (0: no limit; the step's default is
+    /// [`TrainConfig::default`]'s, the 0 here is only for model files and
+    /// requests that predate the field). Every batch propagates
     /// the whole graph, so with a fixed batch an epoch costs edges² / batch; past
     /// `batch × max_batches` training pairs the batch grows with the graph
     /// instead ([`TrainConfig::batch_for`]), and the learning rate with the
@@ -135,9 +137,9 @@ pub struct TrainConfig {
     #[serde(default)]
     pub max_batches: usize,
     /// Early stopping validates on a fixed sample of this many of the users with
-    /// validation items, drawn from `seed` (0: all of them), so an epoch's
-    /// validation costs the same whatever the user count. 0 when read from a
-    /// model that predates it.
+    /// validation items, drawn from `seed` (0: all of them), so the ranking part
+    /// of an epoch's validation is bounded in users (the propagation before it
+    /// stays linear in the graph). 0 when read from a model that predates it.
     #[serde(default)]
     pub valid_users: usize,
     pub lr: f64,

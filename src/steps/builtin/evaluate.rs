@@ -273,7 +273,6 @@ fn run(p: &Params, req: &Request) -> Result<Response, StepError> {
                     cfg.attention = Attention::None;
                     cfg.lr = p.bpr_mf.lr.unwrap_or(cfg.lr);
                     cfg.reg = p.bpr_mf.reg.unwrap_or(cfg.reg);
-                    bpr_trained = Some((cfg.lr, cfg.reg));
                 } else {
                     cfg = ablation_of(&cfg);
                 }
@@ -289,6 +288,12 @@ fn run(p: &Params, req: &Request) -> Result<Response, StepError> {
                         );
                     }
                 })?;
+                if baseline == Baseline::BprMf {
+                    // The rate it trained with: a batch grown by `max_batches`
+                    // scales the configured one (TrainConfig::lr_for).
+                    let lr = trained.history.first().map_or(cfg.lr, |h| h.lr);
+                    bpr_trained = Some((lr, cfg.reg));
+                }
                 let out = model::values(trained.module.output.val());
                 rank_embeddings(&graph, &out, d, &c)
             }

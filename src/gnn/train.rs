@@ -125,31 +125,29 @@ pub fn propagate_output(
 /// the validation items, the latter only for the sampled users (see
 /// [`TrainConfig::valid_users`]); the other users' lists are empty, so ranking
 /// skips them.
-pub struct Validation {
-    exclude: Vec<Vec<u32>>,
+pub struct Validation<'a> {
+    exclude: &'a [Vec<u32>],
     target: Vec<Vec<u32>>,
 }
 
-impl Validation {
-    pub fn of(graph: &Graph, config: &TrainConfig) -> Validation {
-        let mut target = graph.items_by_user(VALID);
-        let mut users: Vec<usize> = (0..target.len())
-            .filter(|&u| !target[u].is_empty())
-            .collect();
-        if config.valid_users > 0 && users.len() > config.valid_users {
-            Rng::derive(config.seed, VALID_STREAM).shuffle(&mut users);
-            let mut keep = vec![false; target.len()];
-            for &u in &users[..config.valid_users] {
-                keep[u] = true;
-            }
-            for (t, keep) in target.iter_mut().zip(keep) {
-                if !keep {
-                    *t = Vec::new();
-                }
-            }
+impl<'a> Validation<'a> {
+    /// `train_items`: each user's training items, as `graph.items_by_user(TRAIN)`.
+    pub fn of(graph: &Graph, train_items: &'a [Vec<u32>], config: &TrainConfig) -> Self {
+        let mut all = graph.items_by_user(VALID);
+        let mut users: Vec<usize> = (0..all.len()).filter(|&u| !all[u].is_empty()).collect();
+        if config.valid_users == 0 || users.len() <= config.valid_users {
+            return Validation {
+                exclude: train_items,
+                target: all,
+            };
+        }
+        Rng::derive(config.seed, VALID_STREAM).shuffle(&mut users);
+        let mut target = vec![Vec::new(); all.len()];
+        for &u in &users[..config.valid_users] {
+            target[u] = std::mem::take(&mut all[u]);
         }
         Validation {
-            exclude: graph.items_by_user(TRAIN),
+            exclude: train_items,
             target,
         }
     }
@@ -163,7 +161,7 @@ pub fn validate(graph: &Graph, on: &Validation, output: &[f32], d: usize, ks: &[
         nu,
         graph.n_items(),
         |u, out| metrics::dot_scores(&output[u * d..(u + 1) * d], items, d, out),
-        &on.exclude,
+        on.exclude,
         &on.target,
         ks,
     )
@@ -252,7 +250,7 @@ pub fn train(
     let mut order: Vec<usize> = (0..pairs.len()).collect();
     let batch = config.batch_for(pairs.len());
     let lr = config.lr_for(pairs.len());
-    let validation = Validation::of(graph, config);
+    let validation = Validation::of(graph, &train_items, config);
     for epoch in 0..config.epochs {
         let start = Instant::now();
         rng.shuffle(&mut order);
@@ -595,6 +593,7 @@ mod tests {
     #[test]
     fn validation_ranks_a_fixed_sample_of_users() {
         let g = planted();
+        let train_items = g.items_by_user(TRAIN);
         let full = g.items_by_user(VALID);
         let with_valid = full.iter().filter(|v| !v.is_empty()).count();
         assert!(with_valid > 20, "{with_valid} users with validation items");
@@ -604,7 +603,7 @@ mod tests {
             ..small(Attention::Cosine)
         };
         let picked = |c: &TrainConfig| -> Vec<usize> {
-            let v = Validation::of(&g, c);
+            let v = Validation::of(&g, &train_items, c);
             (0..v.target.len())
                 .filter(|&u| !v.target[u].is_empty())
                 .collect()
@@ -615,7 +614,7 @@ mod tests {
         assert_eq!(a.len(), 10);
         assert_eq!(a, picked(&cfg(10, 1)));
         assert_ne!(a, picked(&cfg(10, 2)));
-        let v = Validation::of(&g, &cfg(10, 1));
+        let v = Validation::of(&g, &train_items, &cfg(10, 1));
         for &u in &a {
             assert_eq!(v.target[u], full[u]);
         }
